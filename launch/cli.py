@@ -1,0 +1,49 @@
+"""The ``p2bot`` console script. Every subcommand is registered here, and only here."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module exposing ``main(argv) -> int | None``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("launch.commands.data", "validate, convert or summarise a dialogue file"),
+    "sft": ("launch.commands.sft", "fine-tune the Transmitter (LM + next-utterance head; full or LoRA)"),
+    "eval": ("launch.commands.eval", "F1, Hits@1 and perplexity of a Transmitter on a data set"),
+    "receiver": ("launch.commands.receiver", "train and evaluate the persona-perception Receiver"),
+    "rl": ("launch.commands.rl", "PPO / REINFORCE self-play training"),
+    "chat": ("launch.commands.chat", "watch two agents talk, or talk to one yourself"),
+    "demo": ("launch.commands.demo", "the whole pipeline on the embedded defaults and the sample data"),
+    "bench": ("launch.commands.bench", "throughput benchmarks against seed-style baselines"),
+}
+
+
+def usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: p2bot <command> [options]   (p2bot <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"p2bot: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module_name = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        print(f"p2bot: command {name!r} is not available in this version", file=sys.stderr)
+        return 2
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Configs are dataclasses: parsed from ``--config file.yaml`` plus CLI overrides, saved with every run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from trl import TrlParser
+
+
+def parse_configs(dataclass_types: tuple[type, ...], argv: list[str] | None, prog: str, description: str = ""):
+    """Parse ``argv`` into one instance per dataclass type (YAML from ``--config``, CLI wins).
+
+    Returns a tuple of dataclass instances in the order of ``dataclass_types``.
+    """
+    parser = TrlParser(dataclass_types, prog=prog, description=description)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args:
+        path = args[args.index("--config") + 1] if args.index("--config") + 1 < len(args) else None
+        if path is None or not os.path.isfile(path):
+            raise SystemExit(f"{prog}: --config: no such file: {path}")
+    return tuple(parser.parse_args_and_config(args=args))
+
+
+def config_to_dict(*configs: Any) -> dict[str, Any]:
+    """Merge dataclass configs into one plain mapping (keys of later configs win on clashes)."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            if dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            elif hasattr(value, "value") and type(value).__module__ != "builtins":  # enums
+                value = value.value
+            out[f.name] = value
+    return out
+
+
+def save_resolved_config(output_dir: str | os.PathLike, *configs: Any, name: str = "resolved_config.yaml") -> Path:
+    """Write the merged config to ``output_dir/name`` atomically; returns the path."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(*configs), sort_keys=True, default_flow_style=False))
+    os.replace(tmp, path)
+    return path
