@@ -1,0 +1,38 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED_DATA = REPO.parent / "shared" / "data"
+SPC_VALID = SHARED_DATA / "synthetic-persona-chat" / "Synthetic-Persona-Chat_valid.csv"
+REQUIRE_SHARED = os.environ.get("P2BOT_REQUIRE_SHARED_DATA") == "1"
+
+
+def shared_file(path: Path) -> Path:
+    """Return a file from ../shared/data, skipping (or, under CI, failing) when it is absent."""
+    if not path.is_file():
+        if REQUIRE_SHARED:
+            pytest.fail(f"P2BOT_REQUIRE_SHARED_DATA=1 but {path} is missing")
+        pytest.skip(f"shared data set not found at {path} (set P2BOT_REQUIRE_SHARED_DATA=1 to make this an error)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spc_valid_path() -> Path:
+    return shared_file(SPC_VALID)
+
+
+@pytest.fixture(scope="session")
+def parlai_dir() -> Path:
+    return FIXTURES / "parlai"
+
+
+@pytest.fixture()
+def cache_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("P2BOT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -1,0 +1,54 @@
+from data_prep import (
+    PersonaDialogue,
+    build_receiver_examples,
+    build_selfplay_pairs,
+    build_transmitter_examples,
+    read_dialogues,
+    sample_data_path,
+)
+
+
+def _dialogues():
+    return read_dialogues(sample_data_path()).dialogues
+
+
+def test_transmitter_examples_cover_every_turn_with_history():
+    dialogues = _dialogues()
+    ds = build_transmitter_examples(dialogues, num_distractors=3, seed=1)
+    assert len(ds) == sum(len(d.turns) for d in dialogues)
+    row = ds[3]
+    d = dialogues[0]
+    assert row["history"] == d.turns[:3] and row["response"] == d.turns[3]
+    assert row["speaker"] == "B" and row["persona"] == d.persona_b and row["partner_persona"] == d.persona_a
+    assert len(row["distractors"]) == 3 and row["response"] not in row["distractors"]
+    own = set(d.turns)
+    assert not own & set(ds[0]["distractors"])  # sampled from other dialogues
+
+
+def test_transmitter_distractors_prefer_candidates(parlai_dir):
+    dialogues = read_dialogues(parlai_dir / "valid_self_original.txt").dialogues
+    ds = build_transmitter_examples(dialogues, num_distractors=2, seed=0)
+    assert set(ds["speaker"]) == {"B"}  # speaker A has no persona in a `self` file
+    row = ds[0]
+    assert set(row["distractors"]) <= set(dialogues[0].candidates[1])
+
+
+def test_builders_are_deterministic_and_cached(cache_env):
+    dialogues = _dialogues()
+    a = build_receiver_examples(dialogues, num_negatives=19, seed=3, cache_dir=cache_env)
+    b = build_receiver_examples(dialogues, num_negatives=19, seed=3, cache_dir=cache_env)
+    c = build_receiver_examples(dialogues, num_negatives=19, seed=4, cache_dir=None)
+    assert a.to_list() == b.to_list() and a.to_list() != c.to_list()
+    assert len(list(cache_env.iterdir())) == 1
+    row = a[0]
+    assert len(row["negative_personas"]) == 19 and row["persona"] not in row["negative_personas"]
+
+
+def test_selfplay_pairs():
+    dialogues = _dialogues() + [PersonaDialogue([], ["I sing."], ["a", "b"], dialogue_id="nope")]
+    ds = build_selfplay_pairs(dialogues, with_first_utterance=True, seed=0)
+    assert len(ds) == len(dialogues) - 1 and "nope" not in ds["pair_id"]
+    by_id = {d.dialogue_id: d for d in dialogues}
+    row = ds[0]
+    assert row["persona_a"] == by_id[row["pair_id"]].persona_a
+    assert row["first_utterance"] == by_id[row["pair_id"]].turns[0]
