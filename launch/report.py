@@ -1,0 +1,83 @@
+"""Run reports: PNG plots of logged metrics over steps, and a metrics table in Markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# figure file -> (title, metric-name prefixes or exact names)
+PANELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rewards.png": ("Reward components", ("reward/",)),
+    "kl.png": ("KL to the reference", ("objective/kl", "policy/approx_kl", "objective/kl_coef")),
+    "entropy.png": ("Policy entropy", ("policy/entropy",)),
+    "losses.png": ("Losses", ("loss/",)),
+}
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Read a ``metrics.jsonl`` file (one JSON object per logged step, each with a ``step`` key)."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def series(rows: Sequence[dict], name: str) -> tuple[list[float], list[float]]:
+    """The (steps, values) of one metric, skipping rows where it is missing or not finite."""
+    xs, ys = [], []
+    for i, row in enumerate(rows):
+        value = row.get(name)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            xs.append(row.get("step", i))
+            ys.append(float(value))
+    return xs, ys
+
+
+def _matching(rows: Sequence[dict], patterns: Iterable[str]) -> list[str]:
+    names = sorted({k for row in rows for k in row})
+    return [n for n in names for p in patterns if (n.startswith(p) if p.endswith("/") else n == p)]
+
+
+def plot_metrics(rows: Sequence[dict], out_dir: str | os.PathLike) -> list[Path]:
+    """Write one PNG per panel in :data:`PANELS` that has data; returns the files written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, (title, patterns) in PANELS.items():
+        names = [n for n in _matching(rows, patterns) if len(series(rows, n)[0]) > 0]
+        if not names:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name in names:
+            xs, ys = series(rows, name)
+            ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, markersize=3, label=name)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / filename, dpi=110)
+        plt.close(fig)
+        written.append(out / filename)
+    return written
+
+
+def markdown_table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> str:
+    """``{row_name: {column: value}}`` as a Markdown table (missing cells shown as ``-``)."""
+    head = "| | " + " | ".join(columns) + " |"
+    sep = "|---|" + "---|" * len(columns)
+    body = []
+    for name, values in rows.items():
+        cells = [f"{values[c]:.4g}" if isinstance(values.get(c), (int, float)) else "-" for c in columns]
+        body.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *body])

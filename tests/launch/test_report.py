@@ -1,0 +1,32 @@
+import json
+
+from launch.report import markdown_table, plot_metrics, read_metrics, series
+
+
+def _rows():
+    return [
+        {"step": s, "reward/persona": 0.1 * s, "reward/fluency": -2.0 + 0.01 * s, "objective/kl": 0.02 * s,
+         "policy/entropy": 3.0 - 0.1 * s, "loss/policy": float("nan") if s == 2 else 0.5}
+        for s in range(1, 6)
+    ]
+
+
+def test_series_skips_missing_and_non_finite():
+    xs, ys = series(_rows(), "loss/policy")
+    assert xs == [1, 3, 4, 5] and ys == [0.5] * 4
+    assert series(_rows(), "nope") == ([], [])
+
+
+def test_plots_are_written_as_png(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _rows()) + "\n")
+    written = plot_metrics(read_metrics(path), tmp_path / "plots")
+    assert sorted(p.name for p in written) == ["entropy.png", "kl.png", "losses.png", "rewards.png"]
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_markdown_table():
+    text = markdown_table({"before": {"f1": 0.12345, "ppl": 20.0}, "after": {"f1": 0.2}}, ["f1", "ppl"])
+    assert text.splitlines()[2] == "| before | 0.1235 | 20 |"
+    assert text.splitlines()[3] == "| after | 0.2 | - |"
