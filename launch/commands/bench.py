@@ -1,0 +1,173 @@
+"""``p2bot bench <name> [options]``: throughput benchmarks against seed-style baselines.
+
+``eval``: F1-evaluation throughput (examples/s) of our batched, left-padded, KV-cached generation against a
+seed-style loop (one example at a time, no KV cache: the whole sequence is re-run for every new token), on the
+same examples in the same run, with the peak resident memory of each phase.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+# name -> "module:function"; each function takes argv (list[str]) and returns an exit code
+BENCHMARKS: dict[str, str] = {
+    "eval": "launch.commands.bench:bench_eval",
+}
+
+
+def usage() -> str:
+    return "usage: p2bot bench {" + ",".join(BENCHMARKS) + "} [options]   (p2bot bench <name> --help)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage() + "\n\n" + (__doc__ or "").strip())
+        return 0
+    if argv[0] not in BENCHMARKS:
+        print(f"p2bot bench: unknown benchmark {argv[0]!r}\n{usage()}", file=sys.stderr)
+        return 2
+    module, func = BENCHMARKS[argv[0]].split(":")
+    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+
+
+# --- memory ---
+
+
+class PeakRSS:
+    """Peak resident set size (bytes) of this process while the block runs, sampled every ``interval`` s."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def current() -> int:
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss
+        except ImportError:  # pragma: no cover - psutil comes with accelerate
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self.current()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current())
+
+
+# --- eval benchmark ---
+
+
+@dataclass
+class BenchEvalConfig:
+    model: str = field(default="embedded", metadata={"help": "Transmitter: 'embedded', a hub id or a local path"})
+    data: str = field(default="", metadata={"help": "dialogues to draw examples from ('' = the sample set)"})
+    num_examples: int = field(default=8, metadata={"help": "examples (one turn of each of the first N dialogues)"})
+    max_history_tokens: int = field(default=256, metadata={"help": "history token budget"})
+    max_new_tokens: int = field(default=32, metadata={"help": "generated tokens per example (both methods)"})
+    batch_size: int = field(default=16, metadata={"help": "our generation batch size"})
+    torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
+    output_dir: str = field(default="runs/bench_eval", metadata={"help": "where bench_eval.json is written"})
+    seed: int = field(default=0, metadata={"help": "seed of turn sampling"})
+
+    def __post_init__(self):
+        if self.num_examples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("num_examples, max_new_tokens and batch_size must be >= 1")
+
+
+@torch.no_grad()
+def seed_style_generate(transmitter, context: list[int], max_new_tokens: int, stops: list[int]) -> list[int]:
+    """The seed's decoding: one example, greedy, no KV cache (the full sequence is re-run for every token)."""
+    seq = list(context)
+    device = transmitter.device
+    for _ in range(max_new_tokens):
+        logits = transmitter.lm(torch.tensor([seq], device=device), use_cache=False).logits[0, -1]
+        nxt = int(logits.argmax())
+        seq.append(nxt)
+        if nxt in stops:
+            break
+    return seq[len(context):]
+
+
+def bench_eval(argv: list[str] | None = None) -> int:
+    from data_prep import read_dialogues, sample_data_path
+    from launch.config_io import parse_configs, save_resolved_config
+    from models.evaluation import build_eval_examples, f1_of, generate_responses
+    from models.generation import stop_token_ids
+    from models.prompt import PromptFormatter
+    from models.transmitter import Transmitter
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    (cfg,) = parse_configs((BenchEvalConfig,), argv, prog="p2bot bench eval", description=__doc__)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    out = Path(cfg.output_dir)
+    save_resolved_config(out, cfg)
+    dialogues = read_dialogues(cfg.data or sample_data_path()).dialogues
+    examples = build_eval_examples(dialogues[: cfg.num_examples], num_candidates=2, seed=cfg.seed,
+                                   examples_per_dialogue=1)[: cfg.num_examples]
+    model = Transmitter.from_pretrained(cfg.model).eval()
+    fmt = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
+    stops = stop_token_ids(model.tokenizer)
+    contexts = [fmt.encode_context(ex["persona"], ex["history"]) for ex in examples]
+    generate_responses(model, fmt, examples[:1], max_new_tokens=2)  # warm-up (first-call overheads)
+    seed_style_generate(model, contexts[0], 2, stops)
+    rss_start = PeakRSS.current()
+
+    with PeakRSS() as ours_mem:
+        start = time.perf_counter()
+        ours = generate_responses(model, fmt, examples, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+        ours_f1 = f1_of(ours, examples)
+        ours_s = time.perf_counter() - start
+    with PeakRSS() as seed_mem:
+        start = time.perf_counter()
+        seed = [fmt.decode_response(seed_style_generate(model, c, cfg.max_new_tokens, stops)) for c in contexts]
+        seed_f1 = f1_of(seed, examples)
+        seed_s = time.perf_counter() - start
+
+    n = len(examples)
+    report = dict(
+        model=cfg.model, num_examples=n, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+        torch_threads=torch.get_num_threads(), mean_context_tokens=sum(map(len, contexts)) / n,
+        ours=dict(seconds=ours_s, examples_per_s=n / ours_s, f1=ours_f1, peak_rss_mb=ours_mem.peak / 2**20),
+        seed_style=dict(seconds=seed_s, examples_per_s=n / seed_s, f1=seed_f1, peak_rss_mb=seed_mem.peak / 2**20),
+        speedup=seed_s / ours_s, same_outputs=sum(a == b for a, b in zip(ours, seed)) / n,
+        rss_before_mb=rss_start / 2**20,
+        process_max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "bench_eval.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out / "bench_eval.json")
+    print(f"F1-eval throughput, {n} examples, {cfg.max_new_tokens} new tokens, {report['torch_threads']} threads, "
+          f"mean context {report['mean_context_tokens']:.0f} tokens")
+    print(f"{'method':<34} {'examples/s':>10} {'seconds':>8} {'F1':>6} {'peak RSS MB':>11}")
+    for name, key in (("ours (batched, KV cache)", "ours"), ("seed-style (1 by 1, no KV cache)", "seed_style")):
+        r = report[key]
+        print(f"{name:<34} {r['examples_per_s']:>10.3f} {r['seconds']:>8.1f} {100 * r['f1']:>6.2f} "
+              f"{r['peak_rss_mb']:>11.0f}")
+    print(f"speedup: {report['speedup']:.1f}x   identical outputs: {100 * report['same_outputs']:.0f}%")
+    print(f"results: {out / 'bench_eval.json'}")
+    return 0

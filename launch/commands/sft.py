@@ -1,0 +1,73 @@
+"""``p2bot sft``: multi-task SFT of the Transmitter (LM on response tokens + next-utterance prediction).
+
+Options: ``TransmitterSFTConfig`` (model, data, alpha, LoRA, ...) plus every HF ``TrainingArguments`` field
+(``--output_dir``, ``--learning_rate``, ``--max_steps``, ``--gradient_checkpointing``, ``--resume_from_checkpoint``,
+``--report_to``, ...), from ``--config file.yaml`` and/or the command line. Runs under ``accelerate launch``.
+Writes checkpoints and logs to ``output_dir`` and the final Transmitter to ``output_dir/model``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from transformers import TrainingArguments
+
+from data_prep import DataFormatError, build_transmitter_examples, read_dialogues, sample_data_path
+from launch.config_io import parse_configs, save_resolved_config
+from models.prompt import PromptFormatter
+from models.sft import SFTCollator, TransmitterSFTConfig, TransmitterSFTDataset, TransmitterSFTTrainer
+from models.transmitter import Transmitter
+
+DEFAULT_OUTPUT_DIR = "runs/sft"
+
+
+def load_dialogues(path: str, data_format: str | None, skip: int = 0, limit: int = 0):
+    """Dialogues of ``path`` ('' or 'sample': the shipped sample set), ``[skip : skip + limit]``."""
+    source = sample_data_path() if path in ("", "sample") else path
+    dialogues = read_dialogues(source, format=data_format).dialogues[skip:]
+    return dialogues[:limit] if limit else dialogues
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cfg, args = parse_configs((TransmitterSFTConfig, TrainingArguments), argv, prog="p2bot sft",
+                                  description=__doc__)
+    except ValueError as err:
+        print(f"p2bot sft: error: {err}", file=sys.stderr)
+        return 2
+    if args.output_dir in (None, "trainer_output"):
+        args.output_dir = DEFAULT_OUTPUT_DIR
+    args.remove_unused_columns = False  # the collator needs every field of the examples
+    args.label_names = ["labels"]
+    out = Path(args.output_dir)
+    save_resolved_config(out, cfg, args)
+    try:
+        train_dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
+        eval_dialogues = load_dialogues(cfg.eval_data, cfg.data_format) if cfg.eval_data else None
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
+        print(f"p2bot sft: error: {err}", file=sys.stderr)
+        return 1
+    model = Transmitter.from_pretrained(cfg.model, with_value_head=cfg.with_value_head, lora=cfg.lora_config())
+    formatter = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
+
+    def dataset(dialogues):
+        rows = build_transmitter_examples(dialogues, num_distractors=max(cfg.num_distractors, 0), seed=cfg.distractor_seed)
+        return TransmitterSFTDataset(rows, formatter, cfg.max_response_tokens)
+
+    train_ds = dataset(train_dialogues)
+    eval_ds = dataset(eval_dialogues) if eval_dialogues else None
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"p2bot sft: {len(train_dialogues)} dialogues -> {len(train_ds)} examples; model {cfg.model} "
+          f"({'LoRA' if cfg.use_peft else 'full'}, {n_trainable:,} trainable parameters); alpha={cfg.alpha}")
+    trainer = TransmitterSFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                    data_collator=SFTCollator(model.tokenizer.pad_token_id),
+                                    processing_class=model.tokenizer, alpha=cfg.alpha,
+                                    label_smoothing=cfg.label_smoothing, heads_learning_rate=cfg.heads_learning_rate)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    if trainer.is_world_process_zero():
+        final = model.save_pretrained(out / "model")
+        print(f"p2bot sft: saved the Transmitter to {final}")
+    return 0

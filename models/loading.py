@@ -1,0 +1,36 @@
+"""Where a model comes from: the string ``"embedded"``, a local directory, or a hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.embedded import embedded_policy_path, embedded_receiver_path
+
+EMBEDDED = "embedded"
+_EMBEDDED_RESOLVERS = {"policy": embedded_policy_path, "receiver": embedded_receiver_path}
+
+
+def resolve_model_path(name_or_path: str | Path = EMBEDDED, kind: str = "policy") -> str:
+    """Turn a model argument into something ``from_pretrained`` accepts.
+
+    Args:
+        name_or_path: ``"embedded"`` (the default shipped with p2bot), a local directory or a hub id.
+        kind: ``"policy"`` (causal LM) or ``"receiver"`` (sentence encoder); picks the embedded default.
+
+    Returns:
+        A local directory (as a string) or the hub id unchanged. A string that looks like a path
+        (``./x``, ``/x``, ``~/x``) but does not exist raises ``FileNotFoundError`` rather than going to the hub.
+    """
+    if kind not in _EMBEDDED_RESOLVERS:
+        raise ValueError(f"kind must be one of {sorted(_EMBEDDED_RESOLVERS)}, got {kind!r}")
+    name = str(name_or_path)
+    if name == EMBEDDED:
+        return str(_EMBEDDED_RESOLVERS[kind]())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"{name}: a model must be a directory (config + weights), not a file")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise FileNotFoundError(f"{name}: no such model directory")
+    return name

@@ -1,0 +1,45 @@
+"""Dialogue metrics: unigram F1 (ParlAI normalisation), Hits@1, perplexity."""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def normalize_answer(text: str) -> str:
+    """ParlAI-style normalisation: lower-case, punctuation → space, drop articles (a/an/the), squeeze whitespace."""
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def unigram_f1(guess: str, gold: str) -> float:
+    """Unigram F1 between normalised token multisets (0 when either side is empty after normalisation)."""
+    g, r = normalize_answer(guess).split(), normalize_answer(gold).split()
+    common = sum((Counter(g) & Counter(r)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(g), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def hits_at_1(scores: Sequence[float] | torch.Tensor, gold_index: int = 0) -> float:
+    """1.0 when the gold candidate scores strictly higher than every other one (ties count as misses)."""
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    others = torch.cat([s[:gold_index], s[gold_index + 1:]])
+    return float(others.numel() == 0 or bool(s[gold_index] > others.max()))
+
+
+def perplexity(total_nll: float, num_tokens: int) -> float:
+    """``exp(Σ NLL / N)`` over all scored tokens (corpus-level, token-weighted)."""
+    if num_tokens <= 0:
+        return float("nan")
+    return math.exp(total_nll / num_tokens)

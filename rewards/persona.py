@@ -1,0 +1,87 @@
+"""``persona``: how strongly the utterance reveals its speaker's persona, by the Receiver; optionally mutual."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rewards.base import Reward, as_texts, batch_normalize, column, dialogue_groups
+from rewards.registry import register_reward
+
+
+def discounted_future(scores: list[float], turns: list[int], gamma: float) -> list[float]:
+    """r_t = Σ_{j: turn_j ≥ turn_t} γ^(turn_j − turn_t) · p_j for one dialogue (``turns`` ascending).
+
+    With consecutive turns this is the backward recursion r_t = p_t + γ · r_{t+1}, r_T = p_T.
+    """
+    out = [0.0] * len(scores)
+    for t in range(len(scores)):
+        out[t] = sum(gamma ** (turns[j] - turns[t]) * scores[j] for j in range(t, len(scores)))
+    return out
+
+
+@register_reward("persona", weight=0.5)
+class PersonaReward(Reward):
+    """Receiver score of each utterance against its speaker's own persona (kwarg ``persona``).
+
+    p_t = Σ_j softmax_j(s)·s_j with s_j = u_t·persona_j/τ (``Receiver.score``).
+
+    Mutual variant (``mutual=True``, the dialogue-level "mutual persona perception" reward): the utterances
+    u_1..u_T of one dialogue (grouped by kwarg ``dialogue_id``, ordered by ``turn``) alternate between the
+    speakers, and each p_t is scored against the persona of u_t's own speaker. Scores are then discounted
+    backwards over the interleaved sequence:
+
+        r_t = Σ_{k ≥ 0} γ^k · p_{t+k}        (equivalently r_t = p_t + γ · r_{t+1}, r_T = p_T)
+
+    so u_t is credited with γ·p_{t+1} for the persona its partner reveals in reply, γ²·p_{t+2} for what its
+    own speaker says next, and so on; k is the turn difference, so a missing turn is discounted over. Only
+    utterances present in the batch count (a first line taken from data is not a sample and is skipped).
+    Without ``dialogue_id`` every sample is its own dialogue and r_t = p_t.
+
+    Args:
+        receiver: anything with ``score(utterances, personas).scores`` (default: ``pool.receiver()``).
+        pool: a ``ScorerPool``.
+        mutual: use the discounted dialogue-level reward.
+        gamma: the discount γ of the mutual reward (seed 0.5).
+        normalize: whiten the values over the batch (mean 0, std 1).
+    """
+
+    name = "persona"
+
+    def __init__(self, receiver=None, *, pool=None, mutual: bool = False, gamma: float = 0.5, normalize: bool = False):
+        if receiver is None and pool is None:
+            raise ValueError("PersonaReward needs a receiver or a pool")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma={gamma}: must lie in [0, 1]")
+        self._receiver, self.pool = receiver, pool
+        self.mutual, self.gamma, self.normalize = mutual, float(gamma), normalize
+        self.needs_dialogue = mutual
+
+    @property
+    def receiver(self):
+        if self._receiver is None:
+            self._receiver = self.pool.receiver()
+        return self._receiver
+
+    def setup(self, accelerator: Any) -> None:
+        if self.pool is not None:
+            self.pool.setup(accelerator)
+
+    def own_scores(self, completions, personas) -> list[float]:
+        """p_i: the Receiver score of each completion against its own persona."""
+        return [float(s) for s in self.receiver.score(as_texts(completions), personas).scores]
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        n = len(completions)
+        personas = column(kwargs, "persona", n)
+        if personas is None:
+            raise ValueError("the persona reward needs the kwarg 'persona' (the speaker's persona sentences)")
+        scores = self.own_scores(completions, personas)
+        if self.mutual:
+            turns = column(kwargs, "turn", n)
+            out = [0.0] * n
+            for idx in dialogue_groups(n, column(kwargs, "dialogue_id", n), turns):
+                order = [turns[i] for i in idx] if turns is not None else list(range(len(idx)))
+                for i, r in zip(idx, discounted_future([scores[i] for i in idx], order, self.gamma)):
+                    out[i] = r
+            scores = out
+        return batch_normalize(scores) if self.normalize else scores

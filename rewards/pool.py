@@ -1,0 +1,101 @@
+"""``ScorerPool``: one shared copy of each frozen model the built-in rewards need.
+
+Fluency and coherence both score with the reference transmitter (``lm_scorer()``, ``nup_scorer()``); persona and
+repetition share one Receiver (``receiver()``). Models load lazily on first use, so building rewards costs
+nothing until they are called. A trainer that already holds the models hands them in instead
+(``ScorerPool(transmitter=ref_model)``, or the LoRA policy itself, scored with its adapter disabled).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+class ScorerPool:
+    """Lazily loaded, frozen scorers shared by several rewards.
+
+    Args:
+        policy: the frozen transmitter to load when none is given: ``"embedded"``, a hub id or a local path.
+        receiver: the Receiver to load when none is given (same forms).
+        transmitter: an already loaded Transmitter to score with (e.g. the trainer's reference model).
+        receiver_model: an already loaded Receiver.
+        formatter: the ``PromptFormatter`` matching the transmitter (default: built from its tokenizer).
+        disable_adapter: score a PEFT transmitter with its adapter disabled (its frozen base).
+        max_history_tokens: history budget of the default formatter.
+        device, torch_dtype: where and how models loaded by the pool live.
+    """
+
+    def __init__(
+        self,
+        policy: str | os.PathLike = "embedded",
+        receiver: str | os.PathLike = "embedded",
+        *,
+        transmitter: Any = None,
+        receiver_model: Any = None,
+        formatter: Any = None,
+        disable_adapter: bool = True,
+        max_history_tokens: int = 256,
+        device: Any = None,
+        torch_dtype: Any = None,
+    ):
+        self.policy_path, self.receiver_path = policy, receiver
+        self._transmitter, self._receiver, self._formatter = transmitter, receiver_model, formatter
+        self.disable_adapter, self.max_history_tokens = disable_adapter, max_history_tokens
+        self.device, self.torch_dtype = device, torch_dtype
+        self._lm_scorer = self._nup_scorer = None
+        self._owned: list = []  # models this pool loaded (setup moves only these)
+
+    @staticmethod
+    def _freeze(model) -> None:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    def transmitter(self):
+        if self._transmitter is None:
+            from models.transmitter import Transmitter
+
+            self._transmitter = Transmitter.from_pretrained(
+                str(self.policy_path), torch_dtype=self.torch_dtype, device=self.device
+            )
+            self._freeze(self._transmitter)
+            self._owned.append(self._transmitter)
+        return self._transmitter
+
+    def formatter(self):
+        if self._formatter is None:
+            from models.prompt import PromptFormatter
+
+            self._formatter = PromptFormatter(self.transmitter().tokenizer, max_history_tokens=self.max_history_tokens)
+        return self._formatter
+
+    def receiver(self):
+        if self._receiver is None:
+            from models.receiver import Receiver
+
+            self._receiver = Receiver.from_pretrained(str(self.receiver_path), device=self.device)
+            self._freeze(self._receiver)
+            self._owned.append(self._receiver)
+        return self._receiver
+
+    def lm_scorer(self):
+        if self._lm_scorer is None:
+            from rewards.scorers import LMScorer
+
+            t = self.transmitter()
+            self._lm_scorer = LMScorer(t, t.tokenizer, disable_adapter=self.disable_adapter)
+        return self._lm_scorer
+
+    def nup_scorer(self):
+        if self._nup_scorer is None:
+            from rewards.scorers import NUPScorer
+
+            self._nup_scorer = NUPScorer(self.transmitter(), disable_adapter=self.disable_adapter)
+        return self._nup_scorer
+
+    def setup(self, accelerator) -> None:
+        """Put the models this pool loaded itself on ``accelerator.device`` (handed-in ones are left alone)."""
+        self.device = accelerator.device
+        for model in self._owned:
+            model.to(accelerator.device)

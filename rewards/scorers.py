@@ -1,0 +1,133 @@
+"""Frozen scorers: the small interfaces through which rewards see models (token ids in, tensors out).
+
+``LMScorer`` gives log-probs of target tokens after a prefix under a causal LM; ``NUPScorer`` the probability
+from a Transmitter's next-utterance head. Both accept a PEFT-wrapped model and can score with its adapter
+disabled (``with model.disable_adapter():``), which turns a LoRA policy into its own frozen reference, so one
+model copy serves the policy, the KL reference, fluency and coherence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from trl.trainer.utils import selective_log_softmax
+
+
+def adapter_disabled(model, disable: bool = True):
+    """``model.disable_adapter()`` for a PEFT model when ``disable``; a no-op context otherwise."""
+    if disable and hasattr(model, "disable_adapter") and hasattr(model, "peft_config"):
+        return model.disable_adapter()
+    return contextlib.nullcontext()
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+class LMScorer:
+    """Per-token log-probs of ``targets`` given ``prefixes`` under a frozen causal LM.
+
+    Args:
+        model: an HF causal LM, a PEFT model around one, or a Transmitter (its ``.lm`` is used).
+        tokenizer: the model's tokenizer.
+        disable_adapter: score a PEFT model with its adapter off (the reference model of a LoRA policy).
+        batch_size: sequences per forward pass (sorted by length to save padding).
+    """
+
+    def __init__(self, model, tokenizer, *, disable_adapter: bool = True, batch_size: int = 16):
+        self.model = getattr(model, "lm", model)
+        self.tokenizer = tokenizer
+        self.disable_adapter, self.batch_size = disable_adapter, batch_size
+
+    @property
+    def start_ids(self) -> list[int]:
+        """The token an utterance scored on its own is conditioned on (BOS, else EOS)."""
+        tok = self.tokenizer
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        if start is None:
+            raise ValueError("the tokenizer has neither a BOS nor an EOS token to start an utterance with")
+        return [start]
+
+    @torch.no_grad()
+    def token_logprobs(self, prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """log p(targets[i][k] | prefixes[i], targets[i][:k]) as a (len(targets[i]),) CPU tensor per sample."""
+        if len(prefixes) != len(targets):
+            raise ValueError(f"{len(prefixes)} prefixes but {len(targets)} targets")
+        if any(len(p) == 0 for p in prefixes):
+            raise ValueError("every prefix needs at least one token (use LMScorer.start_ids)")
+        out: list[torch.Tensor] = [torch.empty(0)] * len(targets)
+        order = sorted(range(len(targets)), key=lambda i: len(prefixes[i]) + len(targets[i]))
+        device = _device(self.model)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with adapter_disabled(self.model, self.disable_adapter):
+                for start in range(0, len(order), self.batch_size):
+                    chunk = [i for i in order[start : start + self.batch_size] if len(targets[i]) > 0]
+                    if chunk:
+                        self._score_chunk(chunk, prefixes, targets, out, device, pad)
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _score_chunk(self, chunk, prefixes, targets, out, device, pad) -> None:
+        seqs = [list(prefixes[i]) + list(targets[i]) for i in chunk]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (B, L), right-padded
+        mask = torch.zeros(len(seqs), width, dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s)] = 1
+        logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits  # (B, L, V)
+        logps = selective_log_softmax(logits[:, :-1].float(), ids[:, 1:].to(device))  # (B, L-1): log p(x_{t+1} | x_≤t)
+        for row, i in enumerate(chunk):
+            first = len(prefixes[i]) - 1  # the logit at the prefix's last token predicts the first target token
+            out[i] = logps[row, first : first + len(targets[i])].cpu()
+
+    def mean_logprobs(self, prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[float | None]:
+        """Mean log-prob per target token; None for an empty target."""
+        return [float(lp.mean()) if lp.numel() else None for lp in self.token_logprobs(prefixes, targets)]
+
+    def to(self, device) -> LMScorer:
+        self.model.to(device)
+        return self
+
+
+class NUPScorer:
+    """Probability that a response follows its context, from a Transmitter's NUP head.
+
+    Args:
+        transmitter: a ``models.transmitter.Transmitter`` (anything with ``score_nup(contexts_ids,
+            responses_ids) -> (B,) logits`` and an ``.lm``).
+        disable_adapter: score with the LoRA adapter of ``transmitter.lm`` disabled.
+        batch_size: pairs per call of ``score_nup``.
+    """
+
+    def __init__(self, transmitter, *, disable_adapter: bool = True, batch_size: int = 16):
+        self.transmitter, self.disable_adapter, self.batch_size = transmitter, disable_adapter, batch_size
+
+    @torch.no_grad()
+    def probabilities(self, contexts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> torch.Tensor:
+        """σ(NUP logit) per (context, response) pair: (B,) CPU float tensor."""
+        if len(contexts) != len(responses):
+            raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
+        model = self.transmitter
+        was_training = model.training
+        model.eval()
+        chunks = []
+        try:
+            with adapter_disabled(getattr(model, "lm", model), self.disable_adapter):
+                for start in range(0, len(contexts), self.batch_size):
+                    sl = slice(start, start + self.batch_size)
+                    logits = model.score_nup([list(c) for c in contexts[sl]], [list(r) for r in responses[sl]])
+                    chunks.append(torch.as_tensor(logits).detach().float().reshape(-1).cpu())
+        finally:
+            model.train(was_training)
+        return torch.sigmoid(torch.cat(chunks)) if chunks else torch.empty(0)
+
+    def to(self, device) -> NUPScorer:
+        self.transmitter.to(device)
+        return self

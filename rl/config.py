@@ -1,0 +1,151 @@
+"""``PPOConfig``: the one config of ``p2bot rl`` (PPO or REINFORCE self-play).
+
+Field names follow TRL 1.12's ``PPOConfig`` wherever the meaning is the same (``num_ppo_epochs``,
+``num_mini_batches``, ``kl_coef``, ``kl_estimator``, ``cliprange``, ``cliprange_value``, ``vf_coef``, ``gamma``,
+``lam``, ``whiten_rewards``, ``response_length``, ``stop_token``, ``missing_eos_penalty``), so a config written
+for the removed TRL trainer carries over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALGOS = ("ppo", "reinforce")
+KL_ESTIMATORS = ("k1", "k3")
+
+
+@dataclass
+class PPOConfig:
+    # --- run ---
+    output_dir: str = field(default="runs/rl", metadata={"help": "where checkpoints, metrics and samples go"})
+    seed: int = field(default=0, metadata={"help": "seed for python, numpy and torch (offset by rank)"})
+    max_steps: int = field(default=30, metadata={"help": "number of rollout+update iterations"})
+    save_steps: int = field(default=10, metadata={"help": "checkpoint every this many steps (0: only at the end)"})
+    save_total_limit: int = field(default=2, metadata={"help": "keep at most this many checkpoints (0: keep all)"})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "a checkpoint-<step> directory, or 'latest' for the newest in output_dir"}
+    )
+    logging_steps: int = field(default=1, metadata={"help": "append metrics to metrics.jsonl every this many steps"})
+    sample_log_steps: int = field(default=5, metadata={"help": "write sample dialogues every this many steps (0: never)"})
+    num_sample_dialogues: int = field(default=2, metadata={"help": "how many dialogues each sample log shows"})
+    report_to: list[str] = field(default_factory=list, metadata={"help": "extra loggers: tensorboard"})
+    disable_tqdm: bool = field(default=False, metadata={"help": "no progress bar"})
+
+    # --- models ---
+    model_name_or_path: str = field(default="embedded", metadata={"help": "policy: 'embedded', hub id or local path"})
+    ref_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "frozen reference for the KL term (default: the policy's start point)"}
+    )
+    partner_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "frozen partner that speaks as B (default: the policy plays both sides)"}
+    )
+    torch_dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: float32)"})
+    use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters; the reference is the adapter-free base"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata={"help": "module names that get adapters"},
+    )
+
+    # --- algorithm ---
+    algo: str = field(default="ppo", metadata={"help": "ppo (clipped PPO + value head) or reinforce (mean-of-N baseline)"})
+    num_ppo_epochs: int = field(default=4, metadata={"help": "passes over each batch of rollouts"})
+    num_mini_batches: int = field(default=1, metadata={"help": "optimizer steps per epoch"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per mini-batch"})
+    learning_rate: float = field(default=3e-6, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name"})
+    warmup_steps: int = field(default=0, metadata={"help": "scheduler warm-up (optimizer steps)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: off)"})
+    kl_coef: float = field(default=0.05, metadata={"help": "initial (or fixed) per-token KL penalty coefficient"})
+    kl_estimator: str = field(default="k1", metadata={"help": "k1 (log-ratio) or k3 (unbiased, non-negative)"})
+    adaptive_kl: bool = field(default=False, metadata={"help": "adapt kl_coef towards target_kl (Ziegler et al. 2019)"})
+    target_kl: float = field(default=6.0, metadata={"help": "adaptive KL: target KL per response (nats)"})
+    kl_horizon: int = field(default=10000, metadata={"help": "adaptive KL: horizon in samples"})
+    cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip ε"})
+    cliprange_value: float = field(default=0.2, metadata={"help": "value clip around the old values"})
+    vf_coef: float = field(default=0.1, metadata={"help": "value loss weight"})
+    entropy_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (0: entropy only logged)"})
+    gamma: float = field(default=1.0, metadata={"help": "discount γ over response tokens"})
+    lam: float = field(default=0.95, metadata={"help": "GAE λ"})
+    whiten_rewards: bool = field(default=False, metadata={"help": "whiten per-token rewards before GAE"})
+    whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages (per batch)"})
+    missing_eos_penalty: float | None = field(
+        default=None, metadata={"help": "subtract this from the score of responses that never emit the stop token"}
+    )
+
+    # --- self-play ---
+    data_path: str | None = field(default=None, metadata={"help": "dialogue file with personas (default: shipped sample)"})
+    pairs_per_step: int = field(default=4, metadata={"help": "persona pairs per rollout batch (per process)"})
+    rollouts_per_pair: int = field(default=6, metadata={"help": "dialogues per persona pair (seed: 6)"})
+    min_exchanges: int = field(default=1, metadata={"help": "curriculum: A+B exchanges per dialogue at step 0"})
+    max_exchanges: int = field(default=3, metadata={"help": "curriculum: exchanges reached at curriculum_steps"})
+    curriculum_steps: int = field(default=20, metadata={"help": "steps over which exchanges grow linearly"})
+    use_first_utterance: bool = field(default=False, metadata={"help": "open with the data's first line (A), B replies"})
+    response_length: int = field(default=32, metadata={"help": "max new tokens per turn"})
+    stop_token: str | None = field(default="eos", metadata={"help": "'eos' or None; stop and truncate at EOS"})
+    max_history_tokens: int = field(default=256, metadata={"help": "left-truncate the history to this many tokens"})
+    temperature: float = field(default=1.0, metadata={"help": "speaker A sampling temperature"})
+    top_k: int = field(default=0, metadata={"help": "speaker A top-k (0: off)"})
+    top_p: float = field(default=1.0, metadata={"help": "speaker A top-p"})
+    partner_do_sample: bool = field(default=True, metadata={"help": "speaker B samples (False: greedy)"})
+    partner_temperature: float = field(default=1.0, metadata={"help": "speaker B temperature"})
+    partner_top_k: int = field(default=0, metadata={"help": "speaker B top-k"})
+    partner_top_p: float = field(default=1.0, metadata={"help": "speaker B top-p"})
+    train_partner_turns: bool = field(
+        default=True, metadata={"help": "also train on B's turns (ignored with a frozen partner)"}
+    )
+
+    # --- rewards ---
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["persona", "fluency", "coherence", "repetition"],
+        metadata={"help": "registry names or package.module:callable"},
+    )
+    reward_weights: list[float] | None = field(default=None, metadata={"help": "one weight per reward (default: built-ins')"})
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo={self.algo!r}: expected one of {ALGOS}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator={self.kl_estimator!r}: expected one of {KL_ESTIMATORS}")
+        for name in ("num_ppo_epochs", "num_mini_batches", "gradient_accumulation_steps", "pairs_per_step",
+                     "rollouts_per_pair", "min_exchanges", "response_length", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
+        if self.max_exchanges < self.min_exchanges:
+            raise ValueError(f"max_exchanges={self.max_exchanges} is below min_exchanges={self.min_exchanges}")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"gamma={self.gamma}, lam={self.lam}: both must lie in [0, 1]")
+        if self.cliprange <= 0 or self.cliprange_value <= 0:
+            raise ValueError(f"cliprange={self.cliprange}, cliprange_value={self.cliprange_value}: must be positive")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef={self.kl_coef}: must be non-negative")
+        if self.adaptive_kl and (self.target_kl <= 0 or self.kl_horizon < 1):
+            raise ValueError(f"adaptive_kl needs target_kl > 0 and kl_horizon >= 1 (got {self.target_kl}, {self.kl_horizon})")
+        if self.algo == "reinforce" and self.rollouts_per_pair < 2:
+            raise ValueError("algo='reinforce' uses the mean of rollouts_per_pair rollouts as baseline: rollouts_per_pair must be >= 2")
+        if self.stop_token not in (None, "eos"):
+            raise ValueError(f"stop_token={self.stop_token!r}: expected 'eos' or None")
+        if self.temperature <= 0 or self.partner_temperature <= 0:
+            raise ValueError(f"temperature={self.temperature}, partner_temperature={self.partner_temperature}: must be > 0")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}")
+        if self.torch_dtype not in (None, "float32", "bfloat16", "float16"):
+            raise ValueError(f"torch_dtype={self.torch_dtype!r}: expected float32, bfloat16 or float16")
+        # Derived: each turn of each dialogue is one sample; a batch holds this many of them at the curriculum's end.
+        self.max_rollouts_per_step = self.pairs_per_step * self.rollouts_per_pair * 2 * self.max_exchanges
+        min_rollouts = self.pairs_per_step * self.rollouts_per_pair * (1 if self.partner_model_name_or_path else 2)
+        if min_rollouts < self.num_mini_batches * self.gradient_accumulation_steps:
+            raise ValueError(
+                f"pairs_per_step*rollouts_per_pair={self.pairs_per_step * self.rollouts_per_pair} trained turns per exchange "
+                f"cannot fill num_mini_batches*gradient_accumulation_steps={self.num_mini_batches * self.gradient_accumulation_steps} micro-batches"
+            )
+
+    def num_exchanges(self, step: int) -> int:
+        """Curriculum: exchanges per dialogue at ``step``, linear from ``min_exchanges`` to ``max_exchanges``."""
+        if self.curriculum_steps <= 0 or step >= self.curriculum_steps:
+            return self.max_exchanges
+        span = self.max_exchanges - self.min_exchanges
+        return self.min_exchanges + (span * step) // self.curriculum_steps

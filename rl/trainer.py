@@ -1,0 +1,326 @@
+"""``PPOTrainer``: one PPO (or REINFORCE) update from query/response tokens and scores, whatever produced them.
+
+``step(rollouts)`` is the core: users with their own environment call it directly; ``rl.loop.train`` drives it
+with self-play. Stages inside a step: experience (old/ref log-probs, values) → advantages → update → stats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+
+import torch
+from accelerate import Accelerator
+from transformers import get_scheduler
+from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, selective_log_softmax
+
+from rl.advantages import gae, group_baseline_advantages, kl_penalty, token_rewards, whiten
+from rl.config import PPOConfig
+from rl.experience import Experience, Rollout, collate
+from rl.kl import build_kl_controller
+from rl.losses import entropy_loss, policy_loss, value_loss
+
+logger = logging.getLogger(__name__)
+
+
+def build_accelerator(config: PPOConfig, **kwargs) -> Accelerator:
+    """An ``Accelerator`` for ``config``; a multi-process run without CUDA uses gloo (DeepSpeed on CPU needs it)."""
+    from accelerate.utils import InitProcessGroupKwargs
+
+    handlers = list(kwargs.pop("kwargs_handlers", []))
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    return Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps, kwargs_handlers=handlers, **kwargs)
+
+
+def is_deepspeed(accelerator: Accelerator) -> bool:
+    return accelerator.state.deepspeed_plugin is not None
+
+
+def zero_stage(accelerator: Accelerator) -> int:
+    plugin = accelerator.state.deepspeed_plugin
+    return int(plugin.zero_stage) if plugin is not None else 0
+
+
+class PPOTrainer:
+    """PPO/REINFORCE over a ``Transmitter`` policy.
+
+    Args:
+        config: the run's ``PPOConfig``.
+        policy: a ``models.transmitter.Transmitter``; with ``algo='ppo'`` it needs a value head.
+        ref_policy: frozen reference for the KL term; None with a LoRA policy means the adapter-disabled base,
+            None otherwise means no KL term (β is then ignored).
+        reward_fn: optional; kept for ``rl.loop.train`` (``step`` only needs scores on the rollouts).
+        accelerator: built with ``build_accelerator(config)`` if not given.
+    """
+
+    def __init__(self, config: PPOConfig, policy, ref_policy=None, reward_fn=None, accelerator: Accelerator | None = None):
+        self.config = config
+        self.accelerator = accelerator or build_accelerator(config)
+        if self.accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
+            raise ValueError(
+                f"accelerator.gradient_accumulation_steps={self.accelerator.gradient_accumulation_steps} differs from "
+                f"config.gradient_accumulation_steps={config.gradient_accumulation_steps} (under DeepSpeed, set "
+                "deepspeed_config.gradient_accumulation_steps in the accelerate config to the same value)"
+            )
+        if config.algo == "ppo" and getattr(policy, "value_head", None) is None:
+            raise ValueError("algo='ppo' needs a policy with a value head (Transmitter.from_pretrained(..., with_value_head=True))")
+        self.reward_fn = reward_fn
+        self.tokenizer = policy.tokenizer
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.use_peft = hasattr(policy.lm, "disable_adapter")
+        for p in policy.nup_head.parameters():  # RL does not train the NUP head (and DDP must not wait for its grads)
+            p.requires_grad_(False)
+        if config.algo == "reinforce" and policy.value_head is not None:
+            for p in policy.value_head.parameters():
+                p.requires_grad_(False)
+        disable_dropout_in_model(policy)
+        params = [p for p in policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        total = config.max_steps * config.num_ppo_epochs * config.num_mini_batches
+        # Not passed to prepare(): accelerate would step a prepared scheduler once per process.
+        self.scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
+                                       num_training_steps=total)
+        self._configure_deepspeed()
+        self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.ref_model = self._prepare_ref(ref_policy)
+        self.kl_ctl = build_kl_controller(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
+        self.global_step = 0
+
+    # --- setup helpers ---
+    def _configure_deepspeed(self) -> None:
+        """No dataloader goes through ``prepare``, so DeepSpeed needs its micro-batch size spelled out."""
+        plugin = self.accelerator.state.deepspeed_plugin
+        if plugin is None:
+            return
+        ds = plugin.deepspeed_config
+        if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+            ds["train_micro_batch_size_per_gpu"] = 1  # only used by DeepSpeed's throughput bookkeeping here
+        if ds.get("gradient_accumulation_steps", "auto") == "auto":
+            ds["gradient_accumulation_steps"] = self.config.gradient_accumulation_steps
+        elif int(ds["gradient_accumulation_steps"]) != self.config.gradient_accumulation_steps:
+            raise ValueError(f"DeepSpeed config gradient_accumulation_steps={ds['gradient_accumulation_steps']} differs from "
+                             f"gradient_accumulation_steps={self.config.gradient_accumulation_steps}")
+        if ds.get("gradient_clipping", "auto") == "auto":
+            ds["gradient_clipping"] = self.config.max_grad_norm
+
+    def _prepare_ref(self, ref_policy):
+        if ref_policy is None:
+            return None
+        ref_policy.eval().requires_grad_(False)
+        disable_dropout_in_model(ref_policy)
+        if zero_stage(self.accelerator) == 3:
+            from trl.models.utils import prepare_deepspeed
+
+            return prepare_deepspeed(ref_policy, self.accelerator)
+        return ref_policy.to(self.accelerator.device)
+
+    @property
+    def policy(self):
+        """The bare ``Transmitter`` (unwrapped from DDP/DeepSpeed)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    @contextlib.contextmanager
+    def generation_model(self) -> Iterator:
+        """The bare policy in eval mode for sampling; under ZeRO-3 its parameters are gathered meanwhile."""
+        model = self.policy
+        gather = contextlib.nullcontext()
+        if zero_stage(self.accelerator) == 3:
+            import deepspeed
+
+            gather = deepspeed.zero.GatheredParameters(list(self.model.parameters()))
+        with gather, torch.no_grad():
+            model.eval()
+            try:
+                yield model
+            finally:
+                model.train()
+
+    # --- forward ---
+    def _forward(self, model, exp: Experience, with_values: bool, with_entropy: bool = False):
+        """Per-token log-probs (B, R), entropy (B, R) or None and values (B, R) or None of the response tokens."""
+        out = model(input_ids=exp.input_ids, attention_mask=exp.attention_mask, with_values=with_values)
+        V = out.logits.shape[-1]
+        logits = out.logits.gather(1, exp.response_index.unsqueeze(-1).expand(-1, -1, V)).float()  # (B, R, V)
+        B, R = exp.response_ids.shape
+        # one flat row: TRL's helper loops over the first dimension, which is slow on CPU for (B, R, V)
+        logprobs = selective_log_softmax(logits.reshape(1, B * R, V), exp.response_ids.reshape(1, B * R)).reshape(B, R)
+        entropy = None
+        if with_entropy:  # only a logged statistic unless entropy_coef > 0; then it needs gradients
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.entropy_coef > 0):
+                entropy = entropy_from_logits(logits)  # (B, R)
+        values = out.values.gather(1, exp.response_index).float() if with_values else None  # (B, R)
+        return logprobs, entropy, values
+
+    def _ref_logprobs(self, exp: Experience) -> torch.Tensor | None:
+        if self.ref_model is not None:
+            return self._forward(self.ref_model, exp, with_values=False)[0]
+        if self.use_peft:
+            with self.policy.lm.disable_adapter():
+                return self._forward(self.model, exp, with_values=False)[0]
+        return None
+
+    def _all_ranks(self, flag: bool) -> bool:
+        """True when ``flag`` holds on every process."""
+        t = torch.tensor([0.0 if flag else 1.0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(t, reduction="sum").item() == 0)
+
+    # --- stages ---
+    def make_experience(self, rollouts: list[Rollout]) -> Experience:
+        """Collate rollouts and add old log-probs, reference log-probs and old values (no gradients)."""
+        exp = collate(rollouts, self.pad_token_id, self.accelerator.device)
+        if self.config.missing_eos_penalty is not None:
+            eos = self.tokenizer.eos_token_id
+            missing = torch.tensor([eos not in r.response_ids for r in rollouts], device=exp.scores.device)
+            exp.scores = exp.scores - self.config.missing_eos_penalty * missing.float()
+        with torch.no_grad():
+            self.model.eval()
+            exp.old_logprobs, _, exp.old_values = self._forward(self.model, exp, with_values=self.config.algo == "ppo")
+            exp.ref_logprobs = self._ref_logprobs(exp)
+            self.model.train()
+        return exp
+
+    def compute_advantages(self, exp: Experience, groups: list) -> dict[str, float]:
+        """Fill ``exp.advantages`` (and ``exp.returns`` for PPO); returns the objective's statistics."""
+        cfg, mask = self.config, exp.response_mask
+        ref = exp.ref_logprobs if exp.ref_logprobs is not None else exp.old_logprobs
+        kl = kl_penalty(exp.old_logprobs, ref, cfg.kl_estimator) * mask  # (B, R)
+        beta = self.kl_ctl.value if (exp.ref_logprobs is not None) else 0.0
+        if cfg.algo == "ppo":
+            rewards = token_rewards(exp.scores, kl, mask, beta)  # (B, R)
+            if cfg.whiten_rewards:
+                rewards = whiten(rewards, mask, shift_mean=False)
+            exp.advantages, exp.returns = gae(rewards, exp.old_values, mask, cfg.gamma, cfg.lam)
+        else:  # REINFORCE: sequence return minus the mean return of the rollout's group
+            seq_return = exp.scores - beta * kl.sum(1)  # (B,)
+            exp.advantages = group_baseline_advantages(seq_return, groups)[:, None] * mask
+        if cfg.whiten_advantages:
+            exp.advantages = whiten(exp.advantages, mask)
+        seq_kl = kl.sum(1)
+        return {"objective/kl": seq_kl.mean().item(), "objective/scores": exp.scores.mean().item(),
+                "objective/non_score_reward": (-beta * seq_kl).mean().item(), "objective/kl_coef": beta,
+                "response/length": mask.sum(1).mean().item()}
+
+    def _loss(self, mb: Experience) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg, mask = self.config, mb.response_mask
+        logprobs, entropy, values = self._forward(self.model, mb, with_values=cfg.algo == "ppo", with_entropy=True)
+        pg_loss, stats = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mask, cfg.cliprange)
+        ent_loss, ent_stats = entropy_loss(entropy, mask)
+        loss = pg_loss + cfg.entropy_coef * ent_loss
+        stats = {**stats, **ent_stats, "loss/policy": pg_loss.detach()}
+        if cfg.algo == "ppo":
+            vf_loss, vf_stats = value_loss(values, mb.old_values, mb.returns, mask, cfg.cliprange_value)
+            loss = loss + cfg.vf_coef * vf_loss
+            stats.update(vf_stats, **{"loss/value": vf_loss.detach()})
+        stats["loss/total"] = loss.detach()
+        return loss, stats
+
+    def update(self, exp: Experience) -> dict[str, float]:
+        """``num_ppo_epochs`` passes of ``num_mini_batches`` optimizer steps, each over ``gradient_accumulation_steps`` micro-batches.
+
+        A micro-batch whose loss is NaN/inf on any process gets no backward anywhere; without DeepSpeed its
+        mini-batch's optimizer step is dropped, under DeepSpeed (which steps inside ``backward``) the step still
+        applies the other micro-batches' gradients. Counts come back as ``guard/*``.
+        """
+        cfg, acc = self.config, self.accelerator
+        n_mb, n_acc = cfg.num_mini_batches, cfg.gradient_accumulation_steps
+        if len(exp) < n_mb * n_acc:
+            raise ValueError(f"{len(exp)} rollouts cannot fill num_mini_batches*gradient_accumulation_steps={n_mb * n_acc} micro-batches")
+        sums: dict[str, list[float]] = defaultdict(list)
+        skipped_micro = skipped_steps = 0
+        self.model.train()
+        for _epoch in range(cfg.num_ppo_epochs):
+            perm = torch.randperm(len(exp))
+            for mb_idx in perm.tensor_split(n_mb):
+                bad_in_mb = False
+                for micro_idx in mb_idx.tensor_split(n_acc):
+                    with acc.accumulate(self.model):
+                        loss, stats = self._loss(exp.select(micro_idx.to(exp.input_ids.device)))
+                        if self._all_ranks(bool(torch.isfinite(loss))):
+                            acc.backward(loss)
+                            for k, v in stats.items():
+                                sums[k].append(float(v))
+                        else:  # NaN/inf guard: this micro-batch contributes nothing, on every process
+                            skipped_micro += 1
+                            bad_in_mb = True
+                            if is_deepspeed(acc):  # DeepSpeed counts backward calls to find its step boundary
+                                acc.backward(sum((p * 0.0).sum() for p in self.model.parameters() if p.requires_grad))
+                        if acc.sync_gradients:
+                            if cfg.max_grad_norm and not is_deepspeed(acc):
+                                acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                            if bad_in_mb and not is_deepspeed(acc):
+                                skipped_steps += 1  # drop the partial step rather than apply it
+                            else:
+                                self.optimizer.step()
+                                self.scheduler.step()
+                            self.optimizer.zero_grad()
+        if skipped_micro:
+            logger.warning("NaN/inf loss in %d micro-batch(es) at step %d: their updates were skipped", skipped_micro, self.global_step)
+        out = {k: sum(v) / len(v) for k, v in sums.items()}
+        out["guard/skipped_microbatches"] = float(skipped_micro)
+        out["guard/skipped_optimizer_steps"] = float(skipped_steps)
+        return out
+
+    # --- the public step ---
+    def step(self, rollouts: list[Rollout]) -> dict[str, float]:
+        """One update from ``rollouts`` (query ids, response ids, score; ``group`` keys the REINFORCE baseline).
+
+        Every process must pass the same number of rollouts. Returns metrics averaged over processes, namespaced
+        ``loss/*``, ``policy/*``, ``value/*``, ``objective/*``, ``reward/*``, ``guard/*``.
+        """
+        if not rollouts:
+            raise ValueError("step() needs at least one rollout")
+        # --- experience ---
+        exp = self.make_experience(rollouts)
+        inputs_ok = all(bool(torch.isfinite(t[exp.response_mask.bool()]).all()) for t in
+                        (exp.old_logprobs, exp.ref_logprobs, exp.old_values) if t is not None)
+        inputs_ok = inputs_ok and bool(torch.isfinite(exp.scores).all())
+        stats: dict[str, float] = {}
+        if not self._all_ranks(inputs_ok):
+            logger.warning("step %d: non-finite scores, log-probs or values; the update is skipped", self.global_step)
+            stats["guard/skipped_update"] = 1.0
+        else:
+            # --- advantages ---
+            stats.update(self.compute_advantages(exp, [r.group for r in rollouts]))
+            # --- update ---
+            stats.update(self.update(exp))
+            stats["guard/skipped_update"] = 0.0
+        for name, value in _mean_components(rollouts).items():
+            stats[f"reward/{name}"] = value
+        stats = self._reduce(stats)
+        if not stats["guard/skipped_update"]:  # the KL averaged over processes, so every process keeps the same β
+            self.kl_ctl.update(stats["objective/kl"], len(exp) * self.accelerator.num_processes)
+        stats["lr"] = self.scheduler.get_last_lr()[0]
+        self.global_step += 1
+        return stats
+
+    def _reduce(self, stats: dict[str, float]) -> dict[str, float]:
+        """Average every metric over processes (all processes hold the same keys)."""
+        if self.accelerator.num_processes == 1:
+            return stats
+        keys = sorted(stats)
+        t = torch.tensor([stats[k] for k in keys], device=self.accelerator.device, dtype=torch.float64)
+        t = self.accelerator.reduce(t, reduction="mean")
+        return {k: float(v) for k, v in zip(keys, t.tolist())}
+
+    # --- state for checkpoints ---
+    def state_dict(self) -> dict:
+        return {"global_step": self.global_step, "kl_ctl": self.kl_ctl.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.global_step = int(state["global_step"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+
+
+def _mean_components(rollouts: list[Rollout]) -> dict[str, float]:
+    sums: dict[str, list[float]] = defaultdict(list)
+    for r in rollouts:
+        for k, v in r.components.items():
+            if v is not None and math.isfinite(v):
+                sums[k].append(float(v))
+    return {k: sum(v) / len(v) for k, v in sums.items()}

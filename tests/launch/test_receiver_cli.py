@@ -1,0 +1,66 @@
+import json
+
+import pytest
+import torch
+import yaml
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from data_prep import PersonaDialogue, write_jsonl
+from launch.cli import main
+from models.embedded import embedded_receiver_path
+from models.receiver import Receiver
+
+WORDS = ["hiking", "chess", "jazz", "baking", "surfing", "painting", "fishing", "gardening", "poetry", "karate",
+         "cycling", "pottery", "skiing", "knitting", "tennis", "opera", "nurse", "pilot", "chef", "farmer"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    tokenizer = AutoTokenizer.from_pretrained(embedded_receiver_path())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    return Receiver(BertModel(cfg), tokenizer).save_pretrained(tmp_path_factory.mktemp("tiny") / "encoder")
+
+
+@pytest.fixture(scope="module")
+def dialogue_file(tmp_path_factory):
+    dialogues = []
+    for i in range(20):
+        a, b = WORDS[i], WORDS[(i + 7) % 20]
+        dialogues.append(PersonaDialogue([f"i love {a}.", "i have a cat."], [f"i love {b}.", "i live in a city."],
+                                         [f"{a} is my passion", f"i prefer {b}", "cool", "my cat sleeps"],
+                                         dialogue_id=f"cli:{i}"))
+    path = tmp_path_factory.mktemp("data") / "dialogues.jsonl"
+    write_jsonl(dialogues, path)
+    return path
+
+
+def test_receiver_cli_end_to_end_and_resume(tiny_model_dir, dialogue_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["receiver", "--train_data", str(dialogue_file), "--eval_fraction", "0.4", "--num_eval_negatives", "5",
+            "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out),
+            "--per_device_train_batch_size", "4", "--save_steps", "1", "--use_cpu", "true"]
+    assert main([*args, "--max_steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "12 train dialogues" in printed and "8 validation dialogues" in printed
+    for name in ("lexical overlap", "untrained encoder", "trained receiver"):
+        assert name in printed
+    metrics = json.loads((out / "receiver_metrics.json").read_text())
+    assert set(metrics["results"]) == {"lexical overlap", "untrained encoder", "trained receiver"}
+    assert metrics["results"]["trained receiver"]["num_candidates"] == 6 and metrics["steps"] == 2
+    resolved = yaml.safe_load((out / "resolved_config.yaml").read_text())
+    assert resolved["num_eval_negatives"] == 5 and resolved["max_steps"] == 2 and resolved["margin"] == 0.5
+    assert Receiver.from_pretrained(out / "model").embed(["i love chess"]).shape == (1, 32)
+
+    assert main([*args, "--max_steps", "3", "--resume", "true", "--skip_baselines", "true"]) == 0
+    printed = capsys.readouterr().out
+    assert "at step 2" in printed and "untrained encoder" not in printed
+    assert json.loads((out / "receiver_metrics.json").read_text())["steps"] == 3
+
+
+def test_receiver_cli_reports_too_few_dialogues_for_the_negatives(tiny_model_dir, dialogue_file, tmp_path, capsys):
+    args = ["receiver", "--train_data", str(dialogue_file), "--num_eval_negatives", "19", "--model_name_or_path",
+            str(tiny_model_dir), "--output_dir", str(tmp_path / "run"), "--max_steps", "1"]
+    assert main(args) == 1
+    assert "num_eval_negatives=19" in capsys.readouterr().err

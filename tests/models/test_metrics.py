@@ -1,0 +1,40 @@
+import math
+
+import pytest
+
+from models.metrics import hits_at_1, normalize_answer, perplexity, unigram_f1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The Cat, sat on a MAT!", "cat sat on mat"),
+    ("an apple... and   the   pear", "apple and pear"),
+    ("I'm there", "i m there"),
+    ("theatre and anthem", "theatre and anthem"),  # articles only as whole words
+    ("", ""),
+])
+def test_normalize_answer(text, expected):
+    assert normalize_answer(text) == expected
+
+
+def test_f1_hand_computed():
+    # guess: "i love my dog" (4), gold: "my dog loves me" -> "my dog loves me" (4); common {my, dog} = 2
+    assert unigram_f1("I love my dog!", "My dog loves me.") == pytest.approx(0.5)
+    # articles and punctuation do not count: guess "cat" vs gold "cat is here" -> p=1, r=1/3 -> f1 = 0.5
+    assert unigram_f1("The cat.", "a cat is here") == pytest.approx(0.5)
+    # repeated tokens are clipped by the multiset intersection: guess "yes yes yes" vs "yes no": common 1,
+    # p = 1/3, r = 1/2 -> f1 = 0.4
+    assert unigram_f1("yes yes yes", "yes, no") == pytest.approx(0.4)
+    assert unigram_f1("Hello there!", "hello THERE") == 1.0
+    assert unigram_f1("", "anything") == 0.0 and unigram_f1("the a an", "the") == 0.0
+
+
+def test_hits_at_1():
+    assert hits_at_1([3.0, 1.0, 2.0]) == 1.0
+    assert hits_at_1([1.0, 3.0, 2.0]) == 0.0
+    assert hits_at_1([2.0, 2.0]) == 0.0  # a tie is not a hit
+    assert hits_at_1([0.0, 5.0], gold_index=1) == 1.0
+
+
+def test_perplexity():
+    assert perplexity(2 * math.log(4.0), 2) == pytest.approx(4.0)
+    assert math.isnan(perplexity(0.0, 0))

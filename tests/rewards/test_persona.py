@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from rewards import PersonaReward, discounted_future
+
+
+class TableReceiver:
+    """Receiver stand-in: the score of an utterance is looked up in a table (persona ignored)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def score(self, utterances, personas):
+        assert len(utterances) == len(personas)
+        return type("S", (), {"scores": torch.tensor([self.table[u] for u in utterances])})()
+
+
+A, B = ["i have two dogs."], ["i am a nurse."]
+
+
+def test_discounted_future_hand_computed():
+    # p = 1..6, γ = 0.5: r_6 = 6; r_5 = 5 + 3 = 8; r_4 = 4 + 4 = 8; r_3 = 3 + 4 = 7; r_2 = 2 + 3.5; r_1 = 1 + 2.75
+    assert discounted_future([1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5], 0.5) == pytest.approx([3.75, 5.5, 7, 8, 8, 6])
+    # a missing turn is discounted over: r_0 = 1 + 0.5² · 3
+    assert discounted_future([1, 3], [0, 2], 0.5) == pytest.approx([1.75, 3])
+
+
+def test_mutual_persona_three_exchanges_in_shuffled_batch():
+    """Two 6-utterance dialogues (3 A+B exchanges), interleaved and out of order in the batch."""
+    p = {f"d1u{t}": float(t + 1) for t in range(6)} | {f"d2u{t}": 10.0 * (t % 2) for t in range(6)}
+    rows = [(d, t) for t in (5, 2, 0, 3, 1, 4) for d in ("d1", "d2")]
+    kwargs = dict(dialogue_id=[d for d, _ in rows], turn=[t for _, t in rows],
+                  persona=[A if t % 2 == 0 else B for _, t in rows])
+    completions = [f"{d}u{t}" for d, t in rows]
+    reward = PersonaReward(TableReceiver(p), mutual=True, gamma=0.5)
+    assert reward.needs_dialogue
+    got = dict(zip(completions, reward(["p"] * len(rows), completions, **kwargs)))
+    assert [got[f"d1u{t}"] for t in range(6)] == pytest.approx([3.75, 5.5, 7.0, 8.0, 8.0, 6.0])
+    # dialogue 2, p = 0, 10, 0, 10, 0, 10: r_5 = 10, r_4 = 5, r_3 = 12.5, r_2 = 6.25, r_1 = 13.125, r_0 = 6.5625
+    assert [got[f"d2u{t}"] for t in range(6)] == pytest.approx([6.5625, 13.125, 6.25, 12.5, 5.0, 10.0])
+
+
+def test_plain_persona_and_batch_normalisation():
+    table = {"x": 1.0, "y": 3.0}
+    plain = PersonaReward(TableReceiver(table))
+    assert not plain.needs_dialogue
+    assert plain(["p", "p"], ["x", "y"], persona=[A, B], dialogue_id=["d", "d"], turn=[0, 1]) == [1.0, 3.0]
+    norm = PersonaReward(TableReceiver(table), normalize=True)
+    assert norm(["p", "p"], ["x", "y"], persona=[A, B]) == pytest.approx([-1.0, 1.0])
+    with pytest.raises(ValueError, match="kwarg 'persona'"):
+        plain(["p"], ["x"])
+    with pytest.raises(ValueError, match="gamma"):
+        PersonaReward(TableReceiver(table), gamma=1.5)
+
+
+@pytest.mark.slow
+def test_real_receiver_prefers_an_utterance_stating_its_own_persona(real_receiver):
+    persona = ["i have two dogs and a cat.", "i work as a nurse at night.", "my favorite food is pizza."]
+    completions = ["I'm a nurse, so I mostly work night shifts.",
+                   "The stock market closed lower on Tuesday.",
+                   [{"role": "assistant", "content": "My two dogs keep me busy!"}]]
+    reward = PersonaReward(real_receiver)
+    own, unrelated, chat = reward(["p"] * 3, completions, persona=[persona] * 3)
+    assert own > unrelated + 1.0 and chat > unrelated + 1.0

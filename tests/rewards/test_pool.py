@@ -1,0 +1,46 @@
+import pytest
+import torch
+from reward_stubs import CharFormatter, LoggedTransmitter
+
+from rewards import ScorerPool, build_composite
+
+
+class FakeAccelerator:
+    device = "cpu"
+
+
+def test_pool_shares_one_transmitter_and_one_receiver():
+    transmitter, receiver = LoggedTransmitter({}), object()
+    pool = ScorerPool(transmitter=transmitter, receiver_model=receiver, formatter=CharFormatter())
+    transmitter.tokenizer = None
+    assert pool.lm_scorer().model is transmitter.lm and pool.nup_scorer().transmitter is transmitter
+    comp = build_composite(["fluency", "coherence", "persona", "repetition"], pool=pool)
+    rewards = {c.name: c.reward for c in comp.terms}
+    assert rewards["fluency"].scorer is pool.lm_scorer() and rewards["coherence"].scorer is pool.nup_scorer()
+    assert rewards["persona"].receiver is receiver and rewards["repetition"].receiver is receiver
+
+
+def test_setup_moves_only_models_the_pool_loaded():
+    transmitter = LoggedTransmitter({})
+    pool = ScorerPool(transmitter=transmitter)
+    pool.setup(FakeAccelerator())
+    assert pool.device == "cpu" and pool._owned == []
+
+
+def test_pool_loads_one_frozen_transmitter_for_fluency_and_coherence(tiny_model_dir):
+    pytest.importorskip("models.transmitter", reason="models/transmitter.py not written yet")
+    pool = ScorerPool(policy=str(tiny_model_dir))
+    comp = build_composite([{"name": "fluency", "args": {"condition_on_context": True}}, "coherence"], pool=pool)
+    kwargs = dict(persona=[["i like dogs."]] * 2, history=[["hi!"], []])
+    totals = comp(["p", "p"], ["i walk my dog daily.", "hello there."], **kwargs)
+    transmitter = pool.transmitter()
+    assert pool._owned == [transmitter] and not any(p.requires_grad for p in transmitter.parameters())
+    fmt = pool.formatter()
+    ids = fmt.encode_context(["i like dogs."], ["hi!"]) + fmt.encode_response("i walk my dog daily.")
+    n_resp = len(fmt.encode_response("i walk my dog daily."))
+    with torch.no_grad():
+        logps = transmitter.lm(input_ids=torch.tensor([ids])).logits[0, :-1].log_softmax(-1)  # (L-1, V)
+    manual = logps[torch.arange(len(ids) - 1), torch.tensor(ids[1:])][-n_resp:].mean().item()
+    assert comp.last_components["fluency"][0] == pytest.approx(manual, abs=1e-4)
+    assert all(-0.5 < c < 0.5 for c in comp.last_components["coherence"])
+    assert totals[0] == pytest.approx(0.5 * manual + 0.1 * comp.last_components["coherence"][0], abs=1e-5)
