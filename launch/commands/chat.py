@@ -1,0 +1,118 @@
+"""``p2bot chat``: watch two agents with given personas talk, or talk to one yourself.
+
+  p2bot chat --persona_a "I keep bees." "I drink black coffee." --persona_b "I teach chemistry."
+  p2bot chat --human --persona_b "I teach chemistry." "I have two cats."     # you are speaker A
+Without personas, a pair from the shipped sample set is used (``--pair_index``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from transformers import set_seed
+
+from data_prep import read_dialogues, sample_data_path
+from launch.config_io import parse_configs
+from models.generation import generate
+from models.prompt import PromptFormatter
+from models.transmitter import Transmitter
+
+QUIT = {"/quit", "/exit", "quit", "exit"}
+
+
+@dataclass
+class ChatConfig:
+    model_name_or_path: str = field(default="embedded", metadata={"help": "policy: 'embedded', hub id, local path or a run's model dir"})
+    persona_a: list[str] = field(default_factory=list, metadata={"help": "persona sentences of speaker A (you, with --human)"})
+    persona_b: list[str] = field(default_factory=list, metadata={"help": "persona sentences of speaker B (the agent, with --human)"})
+    pair_index: int = field(default=0, metadata={"help": "sample-set dialogue whose personas fill the missing ones"})
+    human: bool = field(default=False, metadata={"help": "you play speaker A; type /quit (or an empty line) to stop"})
+    exchanges: int = field(default=3, metadata={"help": "watch mode: A+B exchanges"})
+    max_new_tokens: int = field(default=40, metadata={"help": "tokens per utterance"})
+    do_sample: bool = field(default=True, metadata={"help": "sample (False: greedy)"})
+    temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
+    max_history_tokens: int = field(default=256, metadata={"help": "history budget of the prompt"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+
+    def __post_init__(self):
+        if self.exchanges < 1 or self.max_new_tokens < 1:
+            raise ValueError("exchanges and max_new_tokens must be >= 1")
+
+
+class Agent:
+    """One policy speaking for a persona, given the dialogue so far."""
+
+    def __init__(self, transmitter: Transmitter, formatter: PromptFormatter, cfg: ChatConfig):
+        self.transmitter, self.formatter, self.cfg = transmitter, formatter, cfg
+
+    def reply(self, persona: list[str], history: list[str]) -> str:
+        context = self.formatter.encode_context(persona, history)
+        with torch.no_grad():
+            (ids,) = generate(self.transmitter, [context], max_new_tokens=self.cfg.max_new_tokens,
+                              do_sample=self.cfg.do_sample, temperature=self.cfg.temperature, top_p=self.cfg.top_p)
+        return self.formatter.decode_response(ids) or "..."
+
+
+def fill_personas(cfg: ChatConfig) -> tuple[list[str], list[str]]:
+    if cfg.persona_a and cfg.persona_b:
+        return cfg.persona_a, cfg.persona_b
+    dialogues = read_dialogues(sample_data_path()).dialogues
+    d = dialogues[cfg.pair_index % len(dialogues)]
+    return cfg.persona_a or d.persona_a, cfg.persona_b or d.persona_b
+
+
+def _show_persona(name: str, persona: list[str]) -> None:
+    print(f"{name} persona:")
+    for sentence in persona:
+        print(f"  - {sentence}")
+
+
+def watch(agent: Agent, persona_a: list[str], persona_b: list[str], exchanges: int) -> list[str]:
+    history: list[str] = []
+    for turn in range(2 * exchanges):
+        speaker, persona = ("A", persona_a) if turn % 2 == 0 else ("B", persona_b)
+        history.append(agent.reply(persona, history))
+        print(f"{speaker}: {history[-1]}", flush=True)
+    return history
+
+
+def talk(agent: Agent, persona_b: list[str]) -> list[str]:
+    history: list[str] = []
+    print("You are speaker A. Type /quit or an empty line to stop.", flush=True)
+    while True:
+        print("you> ", end="", flush=True)  # on stdout: input() would put the prompt on stderr under a tty
+        raw = sys.stdin.readline()
+        if not raw:  # end of input
+            break
+        line = raw.strip()
+        if not line or line.lower() in QUIT:
+            break
+        history.append(line)
+        history.append(agent.reply(persona_b, history))
+        print(f"bot> {history[-1]}", flush=True)
+    return history
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        (cfg,) = parse_configs((ChatConfig,), argv, prog="p2bot chat", description=__doc__)
+    except ValueError as err:
+        print(f"p2bot chat: error: {err}", file=sys.stderr)
+        return 2
+    set_seed(cfg.seed)
+    persona_a, persona_b = fill_personas(cfg)
+    print(f"loading {cfg.model_name_or_path} ...", flush=True)
+    transmitter = Transmitter.from_pretrained(cfg.model_name_or_path)
+    transmitter.eval()
+    agent = Agent(transmitter, PromptFormatter(transmitter.tokenizer, cfg.max_history_tokens), cfg)
+    if cfg.human:
+        _show_persona("bot", persona_b)
+        talk(agent, persona_b)
+    else:
+        _show_persona("A", persona_a)
+        _show_persona("B", persona_b)
+        watch(agent, persona_a, persona_b, cfg.exchanges)
+    return 0
