@@ -103,6 +103,9 @@ class PPOConfig:
         default_factory=lambda: ["persona", "fluency", "coherence", "repetition"],
         metadata={"help": "registry names or package.module:callable"},
     )
+    receiver_name_or_path: str = field(
+        default="embedded", metadata={"help": "Receiver for the persona/repetition rewards: 'embedded', hub id or path"}
+    )
     reward_weights: list[float] | None = field(default=None, metadata={"help": "one weight per reward (default: built-ins')"})
 
     def __post_init__(self) -> None:

@@ -1,10 +1,171 @@
-"""``p2bot demo``: the pipeline on the embedded defaults and the sample data (stages land as they are built)."""
+"""``p2bot demo``: the whole pipeline on the embedded defaults and the shipped sample data.
+
+Stages (each is the corresponding ``p2bot`` command, run in this process):
+  1. sft       fine-tune SmolLM2-135M-Instruct (LM + next-utterance head, value head added for PPO)
+  2. receiver  train the persona Receiver (all-MiniLM-L6-v2) by weak supervision
+  3. eval      F1 / Hits@1 / perplexity of the SFT model on held-out sample dialogues
+  4. rl        PPO self-play with the P² rewards (persona from the trained Receiver, fluency, coherence, repetition)
+  5. eval      the same evaluation on the RL policy
+  6. report    metrics.json, PNG plots of reward components / KL / entropy, sample dialogues before and after RL
+"""
 
 from __future__ import annotations
 
-from data_prep import sample_data_path
-from launch.commands import data
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import set_seed
+
+from data_prep import build_selfplay_pairs, read_dialogues, sample_data_path
+from launch.config_io import parse_configs, save_resolved_config
+from launch.report import markdown_table, plot_metrics, read_metrics
+
+
+@dataclass
+class DemoConfig:
+    output_dir: str = field(default="runs/demo", metadata={"help": "run folder; the report goes to <output_dir>/report"})
+    heldout_dialogues: int = field(default=8, metadata={"help": "sample dialogues kept out of SFT for evaluation"})
+    sft_steps: int = field(default=60, metadata={"help": "SFT optimizer steps"})
+    receiver_steps: int = field(default=30, metadata={"help": "Receiver optimizer steps"})
+    rl_steps: int = field(default=20, metadata={"help": "PPO iterations"})
+    rl_pairs_per_step: int = field(default=2, metadata={"help": "persona pairs per PPO iteration"})
+    rl_rollouts_per_pair: int = field(default=2, metadata={"help": "self-play dialogues per pair"})
+    rl_max_exchanges: int = field(default=2, metadata={"help": "curriculum end: exchanges per dialogue"})
+    response_length: int = field(default=24, metadata={"help": "max tokens per self-play utterance"})
+    sample_dialogues: int = field(default=2, metadata={"help": "held-out persona pairs shown before/after RL"})
+    seed: int = field(default=0, metadata={"help": "random seed of every stage"})
+
+
+def _stage(name: str, module: str, argv: list[str], timings: dict[str, float]) -> None:
+    import importlib
+
+    print(f"\n=== [demo] {name}: p2bot {module.rsplit('.', 1)[-1]} {' '.join(argv)}", flush=True)
+    start = time.time()
+    rc = importlib.import_module(module).main(argv)
+    timings[name] = round(time.time() - start, 1)
+    if rc not in (0, None):
+        raise SystemExit(f"p2bot demo: stage {name!r} failed with exit code {rc}")
+
+
+def _eval_argv(model: Path, out: Path, cfg: DemoConfig) -> list[str]:
+    return ["--model", str(model), "--max_dialogues", str(cfg.heldout_dialogues), "--output_dir", str(out),
+            "--max_new_tokens", "24", "--seed", str(cfg.seed)]
+
+
+def _latest_policy(rl_dir: Path) -> Path:
+    checkpoints = sorted(rl_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    if not checkpoints:
+        raise SystemExit(f"p2bot demo: no checkpoint in {rl_dir}")
+    return checkpoints[-1] / "policy"
+
+
+def sample_dialogues(model: Path, pairs: list[dict], cfg: DemoConfig) -> list[dict]:
+    """Greedy self-play between two copies of ``model`` on fixed persona pairs (comparable before/after)."""
+    from launch.commands.chat import Agent, ChatConfig
+    from models.prompt import PromptFormatter
+    from models.transmitter import Transmitter
+
+    transmitter = Transmitter.from_pretrained(model).eval()
+    chat_cfg = ChatConfig(do_sample=False, max_new_tokens=cfg.response_length)
+    agent = Agent(transmitter, PromptFormatter(transmitter.tokenizer), chat_cfg)
+    out = []
+    for pair in pairs:
+        history: list[str] = []
+        for turn in range(2 * cfg.rl_max_exchanges):
+            history.append(agent.reply(pair["persona_a"] if turn % 2 == 0 else pair["persona_b"], history))
+        out.append({"persona_a": pair["persona_a"], "persona_b": pair["persona_b"], "turns": history})
+    return out
+
+
+def _write_samples(path: Path, before: list[dict], after: list[dict]) -> None:
+    lines = []
+    for i, (b, a) in enumerate(zip(before, after)):
+        lines += [f"## Pair {i + 1}", "A persona: " + " ".join(b["persona_a"]), "B persona: " + " ".join(b["persona_b"]), ""]
+        for title, d in (("Before RL (SFT)", b), ("After RL (PPO)", a)):
+            lines.append(f"### {title}")
+            lines += [f"{'AB'[t % 2]}: {u}" for t, u in enumerate(d["turns"])] + [""]
+    path.write_text("\n".join(lines))
+
+
+def _curve_summary(rows: list[dict], names: list[str], window: int = 5) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in names:
+        values = [r[name] for r in rows if isinstance(r.get(name), (int, float))]
+        if values:
+            k = min(window, len(values))
+            out[name] = {"first": sum(values[:k]) / k, "last": sum(values[-k:]) / k}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    return data.main(["stats", str(sample_data_path()), *(argv or [])])
+    try:
+        (cfg,) = parse_configs((DemoConfig,), argv, prog="p2bot demo", description=__doc__)
+    except ValueError as err:
+        print(f"p2bot demo: error: {err}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(cfg.output_dir)
+    report = out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(out, cfg)
+    timings: dict[str, float] = {}
+    started = time.time()
+    sft_dir, rcv_dir, rl_dir = out / "sft", out / "receiver", out / "rl"
+    seed = ["--seed", str(cfg.seed)]
+
+    # --- 1. SFT (the first `heldout_dialogues` sample dialogues are kept for evaluation) ---
+    _stage("sft", "launch.commands.sft", [
+        "--output_dir", str(sft_dir), "--skip_dialogues", str(cfg.heldout_dialogues), "--max_steps", str(cfg.sft_steps),
+        "--per_device_train_batch_size", "4", "--learning_rate", "5e-5", "--warmup_steps", "5", "--logging_steps", "5",
+        "--save_strategy", "no", "--report_to", "none", "--with_value_head", "true", *seed], timings)
+    sft_model = sft_dir / "model"
+
+    # --- 2. Receiver ---
+    _stage("receiver", "launch.commands.receiver", [
+        "--train_data", "sample", "--output_dir", str(rcv_dir), "--max_steps", str(cfg.receiver_steps),
+        "--per_device_train_batch_size", "16", "--learning_rate", "5e-5", "--num_eval_negatives", "19",
+        "--save_steps", "0", *seed], timings)
+
+    # --- 3. evaluation before RL ---
+    _stage("eval_before_rl", "launch.commands.eval", _eval_argv(sft_model, out / "eval_before_rl", cfg), timings)
+    pairs = list(build_selfplay_pairs(read_dialogues(sample_data_path()).dialogues[: cfg.heldout_dialogues], seed=cfg.seed))
+    pairs = pairs[: cfg.sample_dialogues]
+    set_seed(cfg.seed)
+    before = sample_dialogues(sft_model, pairs, cfg)
+
+    # --- 4. PPO self-play ---
+    _stage("rl", "launch.commands.rl", [
+        "--model_name_or_path", str(sft_model), "--receiver_name_or_path", str(rcv_dir / "model"),
+        "--output_dir", str(rl_dir), "--max_steps", str(cfg.rl_steps), "--save_steps", "0",
+        "--pairs_per_step", str(cfg.rl_pairs_per_step), "--rollouts_per_pair", str(cfg.rl_rollouts_per_pair),
+        "--min_exchanges", "1", "--max_exchanges", str(cfg.rl_max_exchanges), "--curriculum_steps", str(cfg.rl_steps // 2),
+        "--response_length", str(cfg.response_length), "--learning_rate", "1e-5", "--num_ppo_epochs", "2",
+        "--sample_log_steps", "5", *seed], timings)
+    rl_model = _latest_policy(rl_dir)
+
+    # --- 5. evaluation after RL ---
+    _stage("eval_after_rl", "launch.commands.eval", _eval_argv(rl_model, out / "eval_after_rl", cfg), timings)
+    set_seed(cfg.seed)
+    after = sample_dialogues(rl_model, pairs, cfg)
+
+    # --- 6. report ---
+    rows = read_metrics(rl_dir / "metrics.jsonl")
+    plots = plot_metrics(rows, report)
+    shutil.copy(rl_dir / "metrics.jsonl", report / "rl_metrics.jsonl")
+    _write_samples(report / "samples_before_after_rl.md", before, after)
+    evals = {name: json.loads((out / name / "eval_results.json").read_text()) for name in ("eval_before_rl", "eval_after_rl")}
+    receiver = json.loads((rcv_dir / "receiver_metrics.json").read_text())
+    curves = _curve_summary(rows, sorted({k for r in rows for k in r if k.startswith(("reward/", "objective/", "policy/entropy"))}))
+    timings["total"] = round(time.time() - started, 1)
+    metrics = {"eval": evals, "receiver": receiver, "rl_curves_first_vs_last": curves, "timings_s": timings,
+               "plots": [p.name for p in plots], "samples": {"before_rl": before, "after_rl": after}}
+    (report / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    print("\n=== [demo] report:", report)
+    print(markdown_table({k: v for k, v in curves.items()}, ["first", "last"]))
+    print(f"stage times (s): {timings}")
+    return 0

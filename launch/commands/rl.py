@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     formatter = PromptFormatter(policy.tokenizer, max_history_tokens=cfg.max_history_tokens)
     # The rewards' frozen scorer is the reference itself when there is one on this device (no second copy).
     shared = ref if (ref is not None and zero_stage(accelerator) != 3) else None
-    pool = ScorerPool(policy=cfg.ref_model_name_or_path or cfg.model_name_or_path, transmitter=shared, torch_dtype=dtype)
+    pool = ScorerPool(policy=cfg.ref_model_name_or_path or cfg.model_name_or_path, receiver=cfg.receiver_name_or_path,
+                      transmitter=shared, torch_dtype=dtype)
     reward_fn = build_composite(cfg.reward_funcs, cfg.reward_weights, pool=pool)
     trainer = PPOTrainer(cfg, policy, ref, reward_fn, accelerator)
     if hasattr(reward_fn, "setup"):
