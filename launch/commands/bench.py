@@ -22,6 +22,7 @@ import torch
 # name -> "module:function"; each function takes argv (list[str]) and returns an exit code
 BENCHMARKS: dict[str, str] = {
     "eval": "launch.commands.bench:bench_eval",
+    "receiver": "launch.bench_receiver:run",
 }
 
 
