@@ -30,9 +30,11 @@ from launch.report import markdown_table, plot_metrics, read_metrics
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "run folder; the report goes to <output_dir>/report"})
     heldout_dialogues: int = field(default=8, metadata={"help": "sample dialogues kept out of SFT for evaluation"})
-    sft_steps: int = field(default=60, metadata={"help": "SFT optimizer steps"})
+    sft_steps: int = field(default=16, metadata={"help": "SFT optimizer steps (batch 4)"})
+    max_history_tokens: int = field(default=96, metadata={"help": "history token budget in every stage (CPU-sized)"})
+    eval_examples_per_dialogue: int = field(default=2, metadata={"help": "evaluated turns per held-out dialogue"})
     receiver_steps: int = field(default=30, metadata={"help": "Receiver optimizer steps"})
-    rl_steps: int = field(default=20, metadata={"help": "PPO iterations"})
+    rl_steps: int = field(default=16, metadata={"help": "PPO iterations"})
     rl_pairs_per_step: int = field(default=2, metadata={"help": "persona pairs per PPO iteration"})
     rl_rollouts_per_pair: int = field(default=2, metadata={"help": "self-play dialogues per pair"})
     rl_max_exchanges: int = field(default=2, metadata={"help": "curriculum end: exchanges per dialogue"})
@@ -54,7 +56,8 @@ def _stage(name: str, module: str, argv: list[str], timings: dict[str, float]) -
 
 def _eval_argv(model: Path, out: Path, cfg: DemoConfig) -> list[str]:
     return ["--model", str(model), "--max_dialogues", str(cfg.heldout_dialogues), "--output_dir", str(out),
-            "--max_new_tokens", "24", "--seed", str(cfg.seed)]
+            "--max_new_tokens", "24", "--seed", str(cfg.seed), "--max_history_tokens", str(cfg.max_history_tokens),
+            "--examples_per_dialogue", str(cfg.eval_examples_per_dialogue)]
 
 
 def _latest_policy(rl_dir: Path) -> Path:
@@ -72,7 +75,7 @@ def sample_dialogues(model: Path, pairs: list[dict], cfg: DemoConfig) -> list[di
 
     transmitter = Transmitter.from_pretrained(model).eval()
     chat_cfg = ChatConfig(do_sample=False, max_new_tokens=cfg.response_length)
-    agent = Agent(transmitter, PromptFormatter(transmitter.tokenizer), chat_cfg)
+    agent = Agent(transmitter, PromptFormatter(transmitter.tokenizer, cfg.max_history_tokens), chat_cfg)
     out = []
     for pair in pairs:
         history: list[str] = []
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     _stage("sft", "launch.commands.sft", [
         "--output_dir", str(sft_dir), "--skip_dialogues", str(cfg.heldout_dialogues), "--max_steps", str(cfg.sft_steps),
         "--per_device_train_batch_size", "4", "--learning_rate", "5e-5", "--warmup_steps", "5", "--logging_steps", "5",
-        "--save_strategy", "no", "--report_to", "none", "--with_value_head", "true", *seed], timings)
+        "--save_strategy", "no", "--report_to", "none", "--with_value_head", "true",
+        "--max_history_tokens", str(cfg.max_history_tokens), *seed], timings)
     sft_model = sft_dir / "model"
 
     # --- 2. Receiver ---
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pairs_per_step", str(cfg.rl_pairs_per_step), "--rollouts_per_pair", str(cfg.rl_rollouts_per_pair),
         "--min_exchanges", "1", "--max_exchanges", str(cfg.rl_max_exchanges), "--curriculum_steps", str(cfg.rl_steps // 2),
         "--response_length", str(cfg.response_length), "--learning_rate", "1e-5", "--num_ppo_epochs", "2",
-        "--sample_log_steps", "5", *seed], timings)
+        "--sample_log_steps", "5", "--max_history_tokens", str(cfg.max_history_tokens), *seed], timings)
     rl_model = _latest_policy(rl_dir)
 
     # --- 5. evaluation after RL ---
