@@ -36,3 +36,12 @@ def parlai_dir() -> Path:
 def cache_env(tmp_path, monkeypatch):
     monkeypatch.setenv("P2BOT_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state (mixed precision, device); no test may leak its own into the next."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)

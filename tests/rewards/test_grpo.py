@@ -34,7 +34,7 @@ def test_rewards_drive_grpo_trainer(tiny_model_dir, smollm2_tokenizer, make_tiny
     composite = Composite([Component("persona", persona, 0.5), Component("fluency", fluency, 0.5)])
     args = trl.GRPOConfig(output_dir=str(tmp_path), use_cpu=True, max_steps=2, per_device_train_batch_size=4,
                           num_generations=4, max_completion_length=8, logging_steps=1, report_to="none",
-                          save_strategy="no", learning_rate=1e-4, beta=0.0, disable_tqdm=True)
+                          save_strategy="no", learning_rate=1e-4, beta=0.0, disable_tqdm=True, bf16=False)
     trainer = trl.GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[composite, persona], args=args,
                               train_dataset=ds, processing_class=smollm2_tokenizer)
     trainer.train()
