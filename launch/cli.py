@@ -42,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"p2bot: command {name!r} is not available in this version", file=sys.stderr)
         return 2
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except SystemExit as exit_:  # argparse / parse_configs: --help (0) or a bad option (2)
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from trl import TrlParser
 def parse_configs(dataclass_types: tuple[type, ...], argv: list[str] | None, prog: str, description: str = ""):
     """Parse ``argv`` into one instance per dataclass type (YAML from ``--config``, CLI wins).
 
-    Returns a tuple of dataclass instances in the order of ``dataclass_types``.
+    Returns a tuple of dataclass instances in the order of ``dataclass_types``. An invalid combination (a
+    ``ValueError`` from a config's ``__post_init__``) is reported as ``prog: error: ...`` and exits with 2,
+    as argparse does for a bad flag.
     """
     parser = TrlParser(dataclass_types, prog=prog, description=description)
     args = list(sys.argv[1:] if argv is None else argv)
@@ -23,7 +25,11 @@ def parse_configs(dataclass_types: tuple[type, ...], argv: list[str] | None, pro
         path = args[args.index("--config") + 1] if args.index("--config") + 1 < len(args) else None
         if path is None or not os.path.isfile(path):
             raise SystemExit(f"{prog}: --config: no such file: {path}")
-    return tuple(parser.parse_args_and_config(args=args))
+    try:
+        return tuple(parser.parse_args_and_config(args=args))
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def config_to_dict(*configs: Any) -> dict[str, Any]:

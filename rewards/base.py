@@ -50,6 +50,23 @@ class Reward:
         raise NotImplementedError
 
 
+class ReceiverReward(Reward):
+    """Base of rewards scored by the shared Receiver: taken from ``pool`` on first use, moved by ``setup``."""
+
+    _receiver: Any = None
+    pool: Any = None
+
+    @property
+    def receiver(self):
+        if self._receiver is None:
+            self._receiver = self.pool.receiver()
+        return self._receiver
+
+    def setup(self, accelerator: Any) -> None:
+        if self.pool is not None:
+            self.pool.setup(accelerator)
+
+
 def reward_name(func: Any) -> str:
     """Display name of a reward: its ``__name__`` (functions, ``Reward`` objects) or its class name."""
     while hasattr(func, "func") and hasattr(func, "keywords"):  # functools.partial

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rewards.base import Reward, as_texts, batch_normalize, column, dialogue_groups
+from rewards.base import ReceiverReward, as_texts, batch_normalize, column, dialogue_groups
 from rewards.registry import register_reward
 
 
@@ -20,7 +18,7 @@ def discounted_future(scores: list[float], turns: list[int], gamma: float) -> li
 
 
 @register_reward("persona", weight=0.5)
-class PersonaReward(Reward):
+class PersonaReward(ReceiverReward):
     """Receiver score of each utterance against its speaker's own persona (kwarg ``persona``).
 
     p_t = Σ_j softmax_j(s)·s_j with s_j = u_t·persona_j/τ (``Receiver.score``).
@@ -55,16 +53,6 @@ class PersonaReward(Reward):
         self._receiver, self.pool = receiver, pool
         self.mutual, self.gamma, self.normalize = mutual, float(gamma), normalize
         self.needs_dialogue = mutual
-
-    @property
-    def receiver(self):
-        if self._receiver is None:
-            self._receiver = self.pool.receiver()
-        return self._receiver
-
-    def setup(self, accelerator: Any) -> None:
-        if self.pool is not None:
-            self.pool.setup(accelerator)
 
     def own_scores(self, completions, personas) -> list[float]:
         """p_i: the Receiver score of each completion against its own persona."""

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from rewards.base import Reward, as_texts, column, dialogue_groups
+from rewards.base import ReceiverReward, as_texts, column, dialogue_groups
 from rewards.registry import register_reward
 
 
 @register_reward("repetition", weight=-0.1)
-class RepetitionReward(Reward):
+class RepetitionReward(ReceiverReward):
     """r_t = max_{j < t} cos(e(u_t), e(u_j)) over the earlier utterances u_j of the same dialogue; 0 if none.
 
     e is the Receiver's normalised mean-pooled embedding. The earlier utterances are the kwarg ``history``
@@ -29,16 +27,6 @@ class RepetitionReward(Reward):
         if receiver is None and pool is None:
             raise ValueError("RepetitionReward needs a receiver or a pool")
         self._receiver, self.pool, self.same_speaker_only = receiver, pool, same_speaker_only
-
-    @property
-    def receiver(self):
-        if self._receiver is None:
-            self._receiver = self.pool.receiver()
-        return self._receiver
-
-    def setup(self, accelerator: Any) -> None:
-        if self.pool is not None:
-            self.pool.setup(accelerator)
 
     def _earlier(self, texts: list[str], kwargs: dict) -> list[list[str]]:
         n = len(texts)

@@ -113,7 +113,7 @@ def seed_style_generate(transmitter, context: list[int], max_new_tokens: int, st
 
 
 def bench_eval(argv: list[str] | None = None) -> int:
-    from data_prep import read_dialogues, sample_data_path
+    from data_prep import read_dialogues, resolve_data_path
     from launch.config_io import parse_configs, save_resolved_config
     from models.evaluation import build_eval_examples, f1_of, generate_responses
     from models.generation import stop_token_ids
@@ -126,7 +126,7 @@ def bench_eval(argv: list[str] | None = None) -> int:
         torch.set_num_threads(cfg.torch_threads)
     out = Path(cfg.output_dir)
     save_resolved_config(out, cfg)
-    dialogues = read_dialogues(cfg.data or sample_data_path()).dialogues
+    dialogues = read_dialogues(resolve_data_path(cfg.data)).dialogues
     examples = build_eval_examples(dialogues[: cfg.num_examples], num_candidates=2, seed=cfg.seed,
                                    examples_per_dialogue=1)[: cfg.num_examples]
     model = Transmitter.from_pretrained(cfg.model).eval()

@@ -97,11 +97,7 @@ def talk(agent: Agent, persona_b: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        (cfg,) = parse_configs((ChatConfig,), argv, prog="p2bot chat", description=__doc__)
-    except ValueError as err:
-        print(f"p2bot chat: error: {err}", file=sys.stderr)
-        return 2
+    (cfg,) = parse_configs((ChatConfig,), argv, prog="p2bot chat", description=__doc__)
     set_seed(cfg.seed)
     persona_a, persona_b = fill_personas(cfg)
     print(f"loading {cfg.model_name_or_path} ...", flush=True)

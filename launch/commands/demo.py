@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +105,7 @@ def _curve_summary(rows: list[dict], names: list[str], window: int = 5) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        (cfg,) = parse_configs((DemoConfig,), argv, prog="p2bot demo", description=__doc__)
-    except ValueError as err:
-        print(f"p2bot demo: error: {err}", file=sys.stderr)
-        return 2
+    (cfg,) = parse_configs((DemoConfig,), argv, prog="p2bot demo", description=__doc__)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(cfg.output_dir)
     report = out / "report"

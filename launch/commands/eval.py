@@ -60,11 +60,7 @@ class EvalConfig:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        (cfg,) = parse_configs((EvalConfig,), argv, prog="p2bot eval", description=__doc__)
-    except ValueError as err:
-        print(f"p2bot eval: error: {err}", file=sys.stderr)
-        return 2
+    (cfg,) = parse_configs((EvalConfig,), argv, prog="p2bot eval", description=__doc__)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)

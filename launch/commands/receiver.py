@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep import DataFormatError, build_receiver_examples, read_dialogues, sample_data_path
+from data_prep import DataFormatError, build_receiver_examples, read_dialogues, resolve_data_path
 from launch.config_io import parse_configs, save_resolved_config
 from models.lexical import LexicalScorer
 from models.receiver import Receiver
@@ -44,7 +44,7 @@ class ReceiverDataConfig:
 
 
 def _read(path: str):
-    return read_dialogues(sample_data_path() if path == "sample" else path).dialogues
+    return read_dialogues(resolve_data_path(path)).dialogues
 
 
 def split_dialogues(data: ReceiverDataConfig):
@@ -68,12 +68,8 @@ def format_table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        data, cfg = parse_configs((ReceiverDataConfig, ReceiverTrainingConfig), argv, prog="p2bot receiver",
-                                  description=__doc__)
-    except ValueError as err:
-        print(f"p2bot receiver: error: {err}", file=sys.stderr)
-        return 2
+    data, cfg = parse_configs((ReceiverDataConfig, ReceiverTrainingConfig), argv, prog="p2bot receiver",
+                              description=__doc__)
     out = Path(cfg.output_dir)
     save_resolved_config(out, data, cfg)
     try:

@@ -8,11 +8,10 @@ rewards, then hands over to ``rl.loop.train``. Writes the resolved config, ``met
 from __future__ import annotations
 
 import os
-import sys
 
 from accelerate.utils import set_seed
 
-from data_prep import build_selfplay_pairs, read_dialogues, sample_data_path
+from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
 from launch.config_io import parse_configs, save_resolved_config
 from models.prompt import PromptFormatter
 from models.transmitter import Transmitter
@@ -35,8 +34,7 @@ def lora_config(cfg: PPOConfig):
 
 
 def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> SelfPlayEnv:
-    path = sample_data_path() if cfg.data_path in (None, "sample") else cfg.data_path
-    pairs = build_selfplay_pairs(read_dialogues(path).dialogues, with_first_utterance=cfg.use_first_utterance, seed=cfg.seed)
+    pairs = build_selfplay_pairs(read_dialogues(resolve_data_path(cfg.data_path)).dialogues, with_first_utterance=cfg.use_first_utterance, seed=cfg.seed)
     return SelfPlayEnv(
         list(pairs), formatter, reward_fn, pairs_per_step=cfg.pairs_per_step, rollouts_per_pair=cfg.rollouts_per_pair,
         sampling_a=Sampling(True, cfg.temperature, cfg.top_k, cfg.top_p),
@@ -49,11 +47,7 @@ def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> Sel
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        (cfg,) = parse_configs((PPOConfig,), argv, prog="p2bot rl", description=__doc__)
-    except ValueError as err:
-        print(f"p2bot rl: error: {err}", file=sys.stderr)
-        return 2
+    (cfg,) = parse_configs((PPOConfig,), argv, prog="p2bot rl", description=__doc__)
     accelerator = build_accelerator(cfg)
     set_seed(cfg.seed, device_specific=True)  # different sampling per process, reproducible per rank
     if accelerator.is_main_process:

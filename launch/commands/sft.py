@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
-from data_prep import DataFormatError, build_transmitter_examples, read_dialogues, sample_data_path
+from data_prep import DataFormatError, build_transmitter_examples, read_dialogues, resolve_data_path
 from launch.config_io import parse_configs, save_resolved_config
 from models.prompt import PromptFormatter
 from models.sft import SFTCollator, TransmitterSFTConfig, TransmitterSFTDataset, TransmitterSFTTrainer
@@ -25,19 +25,14 @@ DEFAULT_OUTPUT_DIR = "runs/sft"
 
 def load_dialogues(path: str, data_format: str | None, skip: int = 0, limit: int = 0):
     """Dialogues of ``path`` ('' or 'sample': the shipped sample set), ``[skip : skip + limit]``."""
-    source = sample_data_path() if path in ("", "sample") else path
-    dialogues = read_dialogues(source, format=data_format).dialogues[skip:]
+    dialogues = read_dialogues(resolve_data_path(path), format=data_format).dialogues[skip:]
     return dialogues[:limit] if limit else dialogues
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        cfg, args = parse_configs((TransmitterSFTConfig, TrainingArguments), argv, prog="p2bot sft",
-                                  description=__doc__)
-    except ValueError as err:
-        print(f"p2bot sft: error: {err}", file=sys.stderr)
-        return 2
+    cfg, args = parse_configs((TransmitterSFTConfig, TrainingArguments), argv, prog="p2bot sft",
+                              description=__doc__)
     if args.output_dir in (None, "trainer_output"):
         args.output_dir = DEFAULT_OUTPUT_DIR
     args.remove_unused_columns = False  # the collator needs every field of the examples
