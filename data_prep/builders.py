@@ -121,18 +121,23 @@ def build_receiver_examples(
     num_negatives: int = 1,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    distractor_dialogues: Sequence[PersonaDialogue] = (),
 ) -> Dataset:
     """Weak supervision for the Receiver: an utterance should match its speaker's persona.
 
     Columns: ``dialogue_id``, ``turn_index``, ``utterance``, ``persona`` (the speaker's own sentences),
     ``negative_personas`` (list of ``num_negatives`` persona sentence lists from other dialogues).
-    Use 1 negative for training and 19–31 for validation.
+    Use 1 negative for training and 19–31 for validation. ``distractor_dialogues`` (e.g. the training
+    dialogues, for a small validation set) add their personas to the negatives' pool; their turns give no rows.
     """
     params = dict(num_negatives=num_negatives, seed=seed)
+    if distractor_dialogues:
+        params["distractors"] = _fingerprint("distractors", distractor_dialogues, {})
 
     def build() -> list[dict]:
         rng = random.Random(seed)
         pool = [(i, p) for i, d in enumerate(dialogues) for p in (d.persona_a, d.persona_b) if p]
+        pool += [(-1 - j, p) for j, d in enumerate(distractor_dialogues) for p in (d.persona_a, d.persona_b) if p]
         rows = []
         for di, d in enumerate(dialogues):
             for t, utterance in enumerate(d.turns):

@@ -23,6 +23,7 @@ import torch
 BENCHMARKS: dict[str, str] = {
     "eval": "launch.commands.bench:bench_eval",
     "receiver": "launch.bench_receiver:run",
+    "selfplay": "launch.bench_selfplay:run",
 }
 
 

@@ -29,6 +29,8 @@ class ReceiverDataConfig:
     train_data: str = field(default="sample", metadata={"help": "dialogue file ('sample' = the shipped sample set)"})
     eval_data: str | None = field(default=None, metadata={"help": "validation dialogues (default: hold out eval_fraction of train_data)"})
     eval_fraction: float = field(default=0.2, metadata={"help": "share of train_data dialogues held out when eval_data is unset"})
+    holdout_first: int = field(default=0, metadata={"help": "hold out the first N dialogues of train_data for validation "
+                                                            "instead of a random eval_fraction (0 = off)"})
     max_dialogues: int = field(default=0, metadata={"help": "use only the first N dialogues of train_data (0 = all)"})
     num_train_negatives: int = field(default=1, metadata={"help": "negative personas per training row"})
     num_eval_negatives: int = field(default=19, metadata={"help": "negative personas per validation row (19-31 usual)"})
@@ -37,6 +39,8 @@ class ReceiverDataConfig:
     skip_baselines: bool = field(default=False, metadata={"help": "do not evaluate the lexical and untrained baselines"})
 
     def __post_init__(self):
+        if self.holdout_first < 0:
+            raise ValueError(f"holdout_first must be >= 0, got {self.holdout_first}")
         if self.eval_data is None and not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in (0, 1) when eval_data is unset, got {self.eval_fraction}")
         if self.num_train_negatives < 1 or self.num_eval_negatives < 1:
@@ -54,6 +58,10 @@ def split_dialogues(data: ReceiverDataConfig):
         train = train[: data.max_dialogues]
     if data.eval_data:
         return train, _read(data.eval_data)
+    if data.holdout_first:
+        if data.holdout_first >= len(train):
+            raise ValueError(f"holdout_first={data.holdout_first} leaves no training dialogue ({len(train)} read)")
+        return train[data.holdout_first:], train[: data.holdout_first]
     order = list(range(len(train)))
     random.Random(data.data_seed).shuffle(order)
     n_eval = max(1, round(data.eval_fraction * len(train)))
@@ -79,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         train_rows = build_receiver_examples(train_dialogues, data.num_train_negatives, seed=data.data_seed).to_list()
-        eval_rows = build_receiver_examples(eval_dialogues, data.num_eval_negatives, seed=data.data_seed + 1).to_list()
+        # a small validation set draws its distractor personas from the training dialogues as well
+        extra = train_dialogues if 2 * (len(eval_dialogues) - 1) < data.num_eval_negatives else ()
+        eval_rows = build_receiver_examples(eval_dialogues, data.num_eval_negatives, seed=data.data_seed + 1,
+                                            distractor_dialogues=extra).to_list()
     except ValueError as err:  # too few other dialogues to draw negatives from
         print(f"p2bot receiver: error: {err} (num_train_negatives={data.num_train_negatives}, num_eval_negatives="
               f"{data.num_eval_negatives}, {len(train_dialogues)} train / {len(eval_dialogues)} validation dialogues)",

@@ -52,3 +52,21 @@ def test_selfplay_pairs():
     row = ds[0]
     assert row["persona_a"] == by_id[row["pair_id"]].persona_a
     assert row["first_utterance"] == by_id[row["pair_id"]].turns[0]
+
+
+def test_receiver_distractors_can_come_from_other_dialogues(cache_env):
+    import pytest
+
+    dialogues = _dialogues()
+    small, others = dialogues[:3], dialogues[3:]
+    with pytest.raises(ValueError, match="could not draw 19 distinct distractors"):
+        build_receiver_examples(small, num_negatives=19)
+    rows = build_receiver_examples(small, num_negatives=19, distractor_dialogues=others, cache_dir=cache_env).to_list()
+    assert {r["dialogue_id"] for r in rows} == {d.dialogue_id for d in small}  # distractor dialogues give no rows
+    by_id = {d.dialogue_id: d for d in small}
+    for r in rows:
+        own = by_id[r["dialogue_id"]]
+        assert len(r["negative_personas"]) == 19
+        assert own.persona_a not in r["negative_personas"] and own.persona_b not in r["negative_personas"]
+    build_receiver_examples(small, num_negatives=19, distractor_dialogues=others[:-1], cache_dir=cache_env)
+    assert len(list(cache_env.glob("receiver-*"))) == 2  # a different distractor pool is a different cache entry

@@ -60,7 +60,19 @@ def test_receiver_cli_end_to_end_and_resume(tiny_model_dir, dialogue_file, tmp_p
 
 
 def test_receiver_cli_reports_too_few_dialogues_for_the_negatives(tiny_model_dir, dialogue_file, tmp_path, capsys):
-    args = ["receiver", "--train_data", str(dialogue_file), "--num_eval_negatives", "19", "--model_name_or_path",
+    # 20 dialogues hold 40 personas: a row's own two excluded, 45 distractors cannot be found even with the
+    # training dialogues' personas added to the small validation set's pool
+    args = ["receiver", "--train_data", str(dialogue_file), "--num_eval_negatives", "45", "--model_name_or_path",
             str(tiny_model_dir), "--output_dir", str(tmp_path / "run"), "--max_steps", "1"]
     assert main(args) == 1
-    assert "num_eval_negatives=19" in capsys.readouterr().err
+    assert "num_eval_negatives=45" in capsys.readouterr().err
+
+
+def test_holdout_first_keeps_the_first_dialogues_for_validation(dialogue_file):
+    from launch.commands.receiver import ReceiverDataConfig, split_dialogues
+
+    train, held = split_dialogues(ReceiverDataConfig(train_data=str(dialogue_file), holdout_first=5))
+    assert [d.dialogue_id for d in held] == [f"cli:{i}" for i in range(5)]
+    assert [d.dialogue_id for d in train] == [f"cli:{i}" for i in range(5, 20)]
+    with pytest.raises(ValueError, match="holdout_first=20 leaves no training dialogue"):
+        split_dialogues(ReceiverDataConfig(train_data=str(dialogue_file), holdout_first=20))

@@ -1,0 +1,245 @@
+"""Self-play and PPO-update throughput: ``p2bot bench selfplay``.
+
+1. Self-play generation on the same persona pairs, in the same run:
+   - ours: ``rl.SelfPlayEnv.rollout`` (all dialogues of the batch generate each turn in one batched, KV-cached call);
+   - seed-style: one dialogue at a time, the whole history re-encoded every turn, no KV cache (every new token
+     re-runs the full sequence), the same sampling settings.
+   Reported as generated tokens/s. The share of our time spent encoding prompts (prefill) is measured too: it
+   bounds what reusing a speaker's KV cache across turns could save.
+2. PPO update (``PPOTrainer.step`` on the rollouts from 1) for the full policy (+ frozen reference, AdamW over all
+   weights) and for LoRA (reference = adapter-disabled base), each in a fresh child process so that its peak
+   resident memory is its own. Reported as (query+response) tokens/s through ``step`` and peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class BenchSelfPlayConfig:
+    model: str = field(default="embedded", metadata={"help": "policy: 'embedded', a hub id or a local path"})
+    data: str = field(default="", metadata={"help": "dialogues to draw persona pairs from ('' = the sample set)"})
+    num_pairs: int = field(default=4, metadata={"help": "persona pairs"})
+    rollouts_per_pair: int = field(default=2, metadata={"help": "dialogues per pair"})
+    num_exchanges: int = field(default=2, metadata={"help": "A+B exchanges per dialogue"})
+    response_length: int = field(default=24, metadata={"help": "max new tokens per turn"})
+    max_history_tokens: int = field(default=256, metadata={"help": "history token budget"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of both speakers"})
+    skip_seed_style: bool = field(default=False, metadata={"help": "only measure ours"})
+    update_modes: list[str] = field(default_factory=lambda: ["full", "lora"],
+                                    metadata={"help": "PPO-update phases to run ('full', 'lora'; empty: none)"})
+    update_steps: int = field(default=2, metadata={"help": "PPOTrainer.step calls per update phase (first one is warm-up)"})
+    num_ppo_epochs: int = field(default=1, metadata={"help": "PPO epochs per step in the update phases"})
+    torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
+    output_dir: str = field(default="runs/bench_selfplay", metadata={"help": "where bench_selfplay.json is written"})
+    seed: int = field(default=0, metadata={"help": "seed of pair order and sampling"})
+
+    def __post_init__(self):
+        if min(self.num_pairs, self.rollouts_per_pair, self.num_exchanges, self.response_length) < 1:
+            raise ValueError("num_pairs, rollouts_per_pair, num_exchanges and response_length must be >= 1")
+        bad = [m for m in self.update_modes if m not in ("full", "lora")]
+        if bad:
+            raise ValueError(f"update_modes: unknown mode(s) {bad}; choose from 'full', 'lora'")
+        if self.update_steps < 2 and self.update_modes:
+            raise ValueError("update_steps must be >= 2 (the first step is a warm-up and not timed)")
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+@torch.no_grad()
+def seed_style_sample(transmitter, context: list[int], max_new_tokens: int, stops: list[int], temperature: float,
+                      generator: torch.Generator) -> list[int]:
+    """One sequence, no KV cache: every new token re-runs the whole sequence (the seed's decoding loop)."""
+    seq = list(context)
+    for _ in range(max_new_tokens):
+        logits = transmitter.lm(torch.tensor([seq], device=transmitter.device), use_cache=False).logits[0, -1].float()
+        probs = torch.softmax(logits / temperature, dim=-1)
+        nxt = int(torch.multinomial(probs, 1, generator=generator))
+        seq.append(nxt)
+        if nxt in stops:
+            break
+    return seq[len(context):]
+
+
+def seed_style_selfplay(transmitter, formatter, pairs: list[dict], cfg: BenchSelfPlayConfig) -> list[list[int]]:
+    """Dialogue by dialogue, turn by turn; returns every turn's generated ids."""
+    from models.generation import stop_token_ids
+
+    stops, gen = stop_token_ids(transmitter.tokenizer), torch.Generator().manual_seed(cfg.seed)
+    out = []
+    for pair in pairs:
+        for _ in range(cfg.rollouts_per_pair):
+            turns: list[str] = []
+            for t in range(2 * cfg.num_exchanges):
+                persona = pair["persona_a"] if t % 2 == 0 else pair["persona_b"]
+                ids = seed_style_sample(transmitter, formatter.encode_context(persona, turns), cfg.response_length, stops,
+                                        cfg.temperature, gen)
+                out.append(ids)
+                turns.append(formatter.decode_response(ids))
+    return out
+
+
+class _TimedPrefill:
+    """Wraps ``generate_fn`` to time, besides each call, one batched forward over the same prompts (the prefill)."""
+
+    def __init__(self):
+        from models.generation import generate
+        from models.transmitter import pad_batch
+
+        self._generate, self._pad = generate, pad_batch
+        self.generate_s = self.prefill_s = 0.0
+
+    def __call__(self, model, contexts, **kwargs):
+        start = time.perf_counter()
+        out = self._generate(model, contexts, **kwargs)
+        self.generate_s += time.perf_counter() - start
+        tok = model.tokenizer
+        ids, mask = self._pad(contexts, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, side="left")
+        start = time.perf_counter()
+        with torch.no_grad():
+            model.lm(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=True, logits_to_keep=1)
+        self.prefill_s += time.perf_counter() - start
+        return out
+
+
+def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: str) -> None:
+    """Child process: ``update_steps`` PPO steps on the saved rollouts; writes tokens/s and peak RSS."""
+    from models.transmitter import Transmitter
+    from rl.config import PPOConfig
+    from rl.experience import Rollout
+    from rl.trainer import PPOTrainer
+
+    cfg = BenchSelfPlayConfig(**cfg_dict)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    rows = json.loads(Path(rollouts_path).read_text())
+    rollouts = [Rollout(query_ids=r["query_ids"], response_ids=r["response_ids"], score=r["score"], group=tuple(r["group"]))
+                for r in rows]
+    lora = None
+    if mode == "lora":
+        from peft import LoraConfig
+
+        lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
+                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    ppo = PPOConfig(output_dir=str(Path(cfg.output_dir) / f"update_{mode}"), num_ppo_epochs=cfg.num_ppo_epochs,
+                    use_peft=mode == "lora", learning_rate=1e-6, max_steps=cfg.update_steps, seed=cfg.seed)
+    policy = Transmitter.from_pretrained(cfg.model, with_value_head=True, lora=lora)
+    ref = None if mode == "lora" else Transmitter.from_pretrained(cfg.model)
+    trainer = PPOTrainer(ppo, policy, ref)
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    tokens = sum(len(r.query_ids) + len(r.response_ids) for r in rollouts) * cfg.num_ppo_epochs
+    trainer.step(rollouts)  # warm-up: allocates optimizer state
+    start = time.perf_counter()
+    stats = {}
+    for _ in range(cfg.update_steps - 1):
+        stats = trainer.step(rollouts)
+    seconds = (time.perf_counter() - start) / (cfg.update_steps - 1)
+    result = dict(mode=mode, trainable_parameters=trainable, seconds_per_step=seconds, tokens_per_step=tokens,
+                  tokens_per_s=tokens / seconds, peak_rss_mb=_max_rss_mb(), kl=stats.get("objective/kl"),
+                  skipped=stats.get("guard/skipped_update"))
+    Path(result_path).write_text(json.dumps(result))
+
+
+def run_update_phase(mode: str, cfg: BenchSelfPlayConfig, rollouts_path: Path) -> dict:
+    result_path = rollouts_path.with_name(f"update_{mode}.json")
+    proc = mp.get_context("spawn").Process(target=_update_phase, args=(mode, asdict(cfg), str(rollouts_path), str(result_path)))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise SystemExit(f"p2bot bench selfplay: the {mode} update phase failed (exit code {proc.exitcode})")
+    return json.loads(result_path.read_text())
+
+
+def run(argv: list[str] | None = None) -> int:
+    from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
+    from launch.config_io import parse_configs, save_resolved_config
+    from models.prompt import PromptFormatter
+    from models.transmitter import Transmitter
+    from rl.selfplay import Sampling, SelfPlayEnv
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    (cfg,) = parse_configs((BenchSelfPlayConfig,), argv, prog="p2bot bench selfplay", description=__doc__)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    out = Path(cfg.output_dir)
+    save_resolved_config(out, cfg)
+    pairs = list(build_selfplay_pairs(read_dialogues(resolve_data_path(cfg.data)).dialogues, seed=cfg.seed))[: cfg.num_pairs]
+    model = Transmitter.from_pretrained(cfg.model).eval()
+    fmt = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
+    timer = _TimedPrefill()
+    sampling = Sampling(True, cfg.temperature)
+    env = SelfPlayEnv(pairs, fmt, pairs_per_step=len(pairs), rollouts_per_pair=cfg.rollouts_per_pair, sampling_a=sampling,
+                      sampling_b=sampling, response_length=cfg.response_length, seed=cfg.seed, generate_fn=timer)
+    torch.manual_seed(cfg.seed)
+    env.rollout(model, 0, 1)  # warm-up (first-call overheads)
+    timer.generate_s = timer.prefill_s = 0.0
+
+    torch.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    batch = env.rollout(model, 0, cfg.num_exchanges)
+    ours_s = time.perf_counter() - start
+    ours_tokens = sum(len(r.response_ids) for r in batch.rollouts)
+    report: dict = dict(
+        model=cfg.model, dialogues=len(batch.dialogues), turns=len(batch.rollouts), response_length=cfg.response_length,
+        torch_threads=torch.get_num_threads(),
+        mean_prompt_tokens=sum(len(r.query_ids) for r in batch.rollouts) / len(batch.rollouts),
+        ours=dict(seconds=ours_s, tokens=ours_tokens, tokens_per_s=ours_tokens / ours_s,
+                  prefill_share=timer.prefill_s / max(timer.generate_s, 1e-9)),
+    )
+    if not cfg.skip_seed_style:
+        start = time.perf_counter()
+        seed_out = seed_style_selfplay(model, fmt, pairs, cfg)
+        seed_s = time.perf_counter() - start
+        seed_tokens = sum(map(len, seed_out))
+        report["seed_style"] = dict(seconds=seed_s, tokens=seed_tokens, tokens_per_s=seed_tokens / seed_s)
+        report["speedup"] = report["ours"]["tokens_per_s"] / report["seed_style"]["tokens_per_s"]
+
+    if cfg.update_modes:
+        del model
+        rng = torch.Generator().manual_seed(cfg.seed)
+        rows = [dict(query_ids=r.query_ids, response_ids=r.response_ids or [fmt.tokenizer.eos_token_id],
+                     score=float(torch.randn((), generator=rng)), group=list(r.group)) for r in batch.rollouts]
+        out.mkdir(parents=True, exist_ok=True)
+        rollouts_path = out / "rollouts.json"
+        rollouts_path.write_text(json.dumps(rows))
+        report["update"] = {mode: run_update_phase(mode, cfg, rollouts_path) for mode in cfg.update_modes}
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "bench_selfplay.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out / "bench_selfplay.json")
+    _print(report)
+    print(f"results: {out / 'bench_selfplay.json'}")
+    return 0
+
+
+def _print(report: dict) -> None:
+    print(f"Self-play: {report['dialogues']} dialogues, {report['turns']} turns, <= {report['response_length']} tokens/turn, "
+          f"mean prompt {report['mean_prompt_tokens']:.0f} tokens, {report['torch_threads']} threads")
+    print(f"{'method':<44} {'tokens/s':>9} {'tokens':>7} {'seconds':>8}")
+    rows = [("ours (batched per turn, KV cache)", "ours"), ("seed-style (1 dialogue, no cache, re-encode)", "seed_style")]
+    for name, key in rows:
+        if key in report:
+            r = report[key]
+            print(f"{name:<44} {r['tokens_per_s']:>9.1f} {r['tokens']:>7d} {r['seconds']:>8.1f}")
+    if "speedup" in report:
+        print(f"speedup: {report['speedup']:.1f}x")
+    print(f"prompt encoding (prefill) share of our generation time: {100 * report['ours']['prefill_share']:.1f}%")
+    if "update" in report:
+        print(f"\nPPO update ({report['turns']} rollouts, scores random; fresh process each)")
+        print(f"{'mode':<6} {'trainable params':>16} {'s/step':>7} {'tokens/s':>9} {'peak RSS MB':>11}")
+        for mode, r in report["update"].items():
+            print(f"{mode:<6} {r['trainable_parameters']:>16,d} {r['seconds_per_step']:>7.1f} {r['tokens_per_s']:>9.1f} "
+                  f"{r['peak_rss_mb']:>11.0f}")
