@@ -31,8 +31,10 @@ class Rollout:
 class Experience:
     """A padded batch ready for the update; every ``(B, R)`` tensor is over response tokens.
 
-    ``input_ids``/``attention_mask`` (B, L) hold query+response right-padded; ``response_index`` (B, R) is the
-    position of the logit that predicts each response token (its position - 1).
+    ``input_ids``/``attention_mask`` (B, L) hold the query left-padded to a common width ``Q`` followed by the
+    response right-padded to ``R`` (L = Q + R), so every row's response starts at column ``Q``.
+    ``response_index`` (B, R) is the position of the logit that predicts each response token (its position - 1),
+    the same for every row; the LM head therefore only runs on the last ``logits_to_keep = R + 1`` positions.
     """
 
     input_ids: torch.Tensor  # (B, L)
@@ -46,6 +48,7 @@ class Experience:
     old_values: torch.Tensor | None = None  # (B, R)
     advantages: torch.Tensor | None = None  # (B, R)
     returns: torch.Tensor | None = None  # (B, R)
+    logits_to_keep: int = 0  # R + 1: the logits the LM head must produce (0: all positions)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -60,24 +63,23 @@ class Experience:
 
 
 def collate(rollouts: list[Rollout], pad_token_id: int, device: torch.device | str = "cpu") -> Experience:
-    """Right-pad ``query + response`` into an ``Experience`` (scores taken from the rollouts; None → NaN)."""
+    """Pad into an ``Experience``: queries left-padded, responses right-padded (scores from the rollouts; None → NaN)."""
     B = len(rollouts)
-    L = max(len(r.query_ids) + len(r.response_ids) for r in rollouts)
+    Q = max(len(r.query_ids) for r in rollouts)
     R = max(1, max(len(r.response_ids) for r in rollouts))
-    input_ids = torch.full((B, L), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((B, L), dtype=torch.long)
+    input_ids = torch.full((B, Q + R), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((B, Q + R), dtype=torch.long)
     response_ids = torch.full((B, R), pad_token_id, dtype=torch.long)
     response_mask = torch.zeros((B, R), dtype=torch.float32)
-    response_index = torch.zeros((B, R), dtype=torch.long)
     for i, r in enumerate(rollouts):
         q, a = len(r.query_ids), len(r.response_ids)
         if q == 0:
             raise ValueError(f"rollout {i}: empty query (the first response token needs a prompt to condition on)")
-        input_ids[i, : q + a] = torch.tensor(r.query_ids + r.response_ids, dtype=torch.long)
-        attention_mask[i, : q + a] = 1
+        input_ids[i, Q - q: Q + a] = torch.tensor(r.query_ids + r.response_ids, dtype=torch.long)
+        attention_mask[i, Q - q: Q + a] = 1
         response_ids[i, :a] = torch.tensor(r.response_ids, dtype=torch.long)
         response_mask[i, :a] = 1.0
-        response_index[i] = (q - 1 + torch.arange(R)).clamp(max=L - 1)
+    response_index = (Q - 1 + torch.arange(R)).expand(B, R).clone()
     scores = torch.tensor([float("nan") if r.score is None else float(r.score) for r in rollouts], dtype=torch.float32)
-    exp = Experience(input_ids, attention_mask, response_index, response_ids, response_mask, scores)
+    exp = Experience(input_ids, attention_mask, response_index, response_ids, response_mask, scores, logits_to_keep=R + 1)
     return exp.to(device)

@@ -144,10 +144,14 @@ class PPOTrainer:
     # --- forward ---
     def _forward(self, model, exp: Experience, with_values: bool, with_entropy: bool = False):
         """Per-token log-probs (B, R), entropy (B, R) or None and values (B, R) or None of the response tokens."""
-        out = model(input_ids=exp.input_ids, attention_mask=exp.attention_mask, with_values=with_values)
-        V = out.logits.shape[-1]
-        logits = out.logits.gather(1, exp.response_index.unsqueeze(-1).expand(-1, -1, V)).float()  # (B, R, V)
         B, R = exp.response_ids.shape
+        out = model(input_ids=exp.input_ids, attention_mask=exp.attention_mask, with_values=with_values,
+                    logits_to_keep=exp.logits_to_keep)
+        V = out.logits.shape[-1]
+        if exp.logits_to_keep:  # collate's layout: the last R + 1 positions, of which the first R predict the response
+            logits = out.logits[:, :R].float()  # (B, R, V)
+        else:
+            logits = out.logits.gather(1, exp.response_index.unsqueeze(-1).expand(-1, -1, V)).float()  # (B, R, V)
         # one flat row: TRL's helper loops over the first dimension, which is slow on CPU for (B, R, V)
         logprobs = selective_log_softmax(logits.reshape(1, B * R, V), exp.response_ids.reshape(1, B * R)).reshape(B, R)
         entropy = None

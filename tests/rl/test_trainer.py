@@ -26,8 +26,11 @@ def _params(model):
 
 def test_collate_positions_predict_response_tokens():
     exp = collate([Rollout([5, 6, 7], [8, 9]), Rollout([1], [2, 3, 4])], pad_token_id=0)
-    assert exp.input_ids.tolist() == [[5, 6, 7, 8, 9], [1, 2, 3, 4, 0]]
+    assert exp.input_ids.tolist() == [[5, 6, 7, 8, 9, 0], [0, 0, 1, 2, 3, 4]]
+    assert exp.attention_mask.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
     assert exp.response_mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert exp.logits_to_keep == 4  # R + 1: the LM head runs on the last 4 positions only
+    assert (exp.response_index == exp.input_ids.shape[1] - exp.logits_to_keep + torch.arange(3)).all()
     # the logit at position p predicts token p+1
     for row in range(2):
         for k in range(int(exp.response_mask[row].sum())):
@@ -43,6 +46,10 @@ def test_old_logprobs_match_a_direct_forward(tiny_model_dir):
         logits = policy.lm(input_ids=torch.tensor([q + r])).logits.log_softmax(-1)[0]
     expected = [logits[2, 13].item(), logits[3, 14].item()]
     assert exp.old_logprobs[0, :2].tolist() == pytest.approx(expected, abs=1e-4)
+    with torch.no_grad():  # the left-padded row sees the same positions as an unpadded forward
+        logits = policy.lm(input_ids=torch.tensor([[7, 8, 9, 10, 11]])).logits.log_softmax(-1)[0]
+    expected = [logits[k, t].item() for k, t in enumerate([8, 9, 10, 11])]
+    assert exp.old_logprobs[1].tolist() == pytest.approx(expected, abs=1e-4)
     assert exp.ref_logprobs is None  # no reference and no LoRA: no KL term
 
 
