@@ -39,6 +39,9 @@ class BenchSelfPlayConfig:
                                     metadata={"help": "PPO-update phases to run ('full', 'lora'; empty: none)"})
     update_steps: int = field(default=2, metadata={"help": "PPOTrainer.step calls per update phase (first one is warm-up)"})
     num_ppo_epochs: int = field(default=1, metadata={"help": "PPO epochs per step in the update phases"})
+    micro_batch_size: int = field(default=4, metadata={"help": "rollouts per forward/backward in the update phases "
+                                                               "(gradient accumulation covers the rest)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "activation checkpointing in the update phases"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
     output_dir: str = field(default="runs/bench_selfplay", metadata={"help": "where bench_selfplay.json is written"})
     seed: int = field(default=0, metadata={"help": "seed of pair order and sampling"})
@@ -49,6 +52,8 @@ class BenchSelfPlayConfig:
         bad = [m for m in self.update_modes if m not in ("full", "lora")]
         if bad:
             raise ValueError(f"update_modes: unknown mode(s) {bad}; choose from 'full', 'lora'")
+        if self.micro_batch_size < 1:
+            raise ValueError("micro_batch_size must be >= 1")
         if self.update_steps < 2 and self.update_modes:
             raise ValueError("update_steps must be >= 2 (the first step is a warm-up and not timed)")
 
@@ -133,8 +138,10 @@ def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: st
 
         lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    accumulation = max(1, len(rollouts) // cfg.micro_batch_size)
     ppo = PPOConfig(output_dir=str(Path(cfg.output_dir) / f"update_{mode}"), num_ppo_epochs=cfg.num_ppo_epochs,
-                    use_peft=mode == "lora", learning_rate=1e-6, max_steps=cfg.update_steps, seed=cfg.seed)
+                    use_peft=mode == "lora", learning_rate=1e-6, max_steps=cfg.update_steps, seed=cfg.seed,
+                    gradient_accumulation_steps=accumulation, gradient_checkpointing=cfg.gradient_checkpointing)
     policy = Transmitter.from_pretrained(cfg.model, with_value_head=True, lora=lora)
     ref = None if mode == "lora" else Transmitter.from_pretrained(cfg.model)
     trainer = PPOTrainer(ppo, policy, ref)
@@ -146,7 +153,7 @@ def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: st
     for _ in range(cfg.update_steps - 1):
         stats = trainer.step(rollouts)
     seconds = (time.perf_counter() - start) / (cfg.update_steps - 1)
-    result = dict(mode=mode, trainable_parameters=trainable, seconds_per_step=seconds, tokens_per_step=tokens,
+    result = dict(mode=mode, trainable_parameters=trainable, micro_batch_size=len(rollouts) // accumulation, seconds_per_step=seconds, tokens_per_step=tokens,
                   tokens_per_s=tokens / seconds, peak_rss_mb=_max_rss_mb(), kl=stats.get("objective/kl"),
                   skipped=stats.get("guard/skipped_update"))
     Path(result_path).write_text(json.dumps(result))
@@ -238,7 +245,8 @@ def _print(report: dict) -> None:
         print(f"speedup: {report['speedup']:.1f}x")
     print(f"prompt encoding (prefill) share of our generation time: {100 * report['ours']['prefill_share']:.1f}%")
     if "update" in report:
-        print(f"\nPPO update ({report['turns']} rollouts, scores random; fresh process each)")
+        print(f"\nPPO update ({report['turns']} rollouts, scores random, fresh process each, micro-batch "
+              f"{next(iter(report['update'].values()))['micro_batch_size']})")
         print(f"{'mode':<6} {'trainable params':>16} {'s/step':>7} {'tokens/s':>9} {'peak RSS MB':>11}")
         for mode, r in report["update"].items():
             print(f"{mode:<6} {r['trainable_parameters']:>16,d} {r['seconds_per_step']:>7.1f} {r['tokens_per_s']:>9.1f} "

@@ -28,7 +28,7 @@ from typing import Any
 from rewards.base import USER_MODULE_PREFIX, RewardError, reward_name
 
 NORMALIZE = ("none", "batch")
-BUILTIN_MODULES = ("rewards.fluency", "rewards.coherence", "rewards.persona", "rewards.repetition")
+BUILTIN_MODULES = ("rewards.fluency", "rewards.coherence", "rewards.persona", "rewards.repetition", "rewards.degeneration")
 
 
 @dataclass

@@ -53,7 +53,10 @@ class PPOConfig:
     algo: str = field(default="ppo", metadata={"help": "ppo (clipped PPO + value head) or reinforce (mean-of-N baseline)"})
     num_ppo_epochs: int = field(default=4, metadata={"help": "passes over each batch of rollouts"})
     num_mini_batches: int = field(default=1, metadata={"help": "optimizer steps per epoch"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per mini-batch"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per mini-batch (activation "
+                                                                          "memory scales with the micro-batch)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute layer activations in backward "
+                                                                          "(less memory, ~30% more compute)"})
     learning_rate: float = field(default=3e-6, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name"})
@@ -100,7 +103,7 @@ class PPOConfig:
 
     # --- rewards ---
     reward_funcs: list[str] = field(
-        default_factory=lambda: ["persona", "fluency", "coherence", "repetition"],
+        default_factory=lambda: ["persona", "fluency", "coherence", "repetition", "degeneration"],
         metadata={"help": "registry names or package.module:callable"},
     )
     receiver_name_or_path: str = field(

@@ -79,6 +79,8 @@ class PPOTrainer:
             for p in policy.value_head.parameters():
                 p.requires_grad_(False)
         disable_dropout_in_model(policy)
+        if config.gradient_checkpointing:
+            policy.activation_checkpointing_enable()
         params = [p for p in policy.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         total = config.max_steps * config.num_ppo_epochs * config.num_mini_batches
@@ -182,11 +184,23 @@ class PPOTrainer:
             eos = self.tokenizer.eos_token_id
             missing = torch.tensor([eos not in r.response_ids for r in rollouts], device=exp.scores.device)
             exp.scores = exp.scores - self.config.missing_eos_penalty * missing.float()
+        # no-grad forwards in chunks the size of a training micro-batch: their logits and hidden states need not
+        # all be held at once (peak memory is then set by the update, not by this stage)
+        chunks = torch.arange(len(exp), device=exp.input_ids.device).tensor_split(
+            min(len(exp), self.config.num_mini_batches * self.config.gradient_accumulation_steps))
+        old, ref, values = [], [], []
         with torch.no_grad():
             self.model.eval()
-            exp.old_logprobs, _, exp.old_values = self._forward(self.model, exp, with_values=self.config.algo == "ppo")
-            exp.ref_logprobs = self._ref_logprobs(exp)
+            for idx in chunks:
+                part = exp.select(idx)
+                logprobs, _, v = self._forward(self.model, part, with_values=self.config.algo == "ppo")
+                old.append(logprobs)
+                values.append(v)
+                ref.append(self._ref_logprobs(part))
             self.model.train()
+        exp.old_logprobs = torch.cat(old)
+        exp.old_values = torch.cat(values) if values[0] is not None else None
+        exp.ref_logprobs = torch.cat(ref) if ref[0] is not None else None
         return exp
 
     def compute_advantages(self, exp: Experience, groups: list) -> dict[str, float]:

@@ -29,14 +29,14 @@ from launch.report import markdown_table, plot_metrics, read_metrics
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "run folder; the report goes to <output_dir>/report"})
     heldout_dialogues: int = field(default=8, metadata={"help": "sample dialogues kept out of SFT for evaluation"})
-    sft_steps: int = field(default=16, metadata={"help": "SFT optimizer steps (batch 4)"})
+    sft_steps: int = field(default=12, metadata={"help": "SFT optimizer steps (batch 4)"})
     max_history_tokens: int = field(default=96, metadata={"help": "history token budget in every stage (CPU-sized)"})
-    eval_examples_per_dialogue: int = field(default=2, metadata={"help": "evaluated turns per held-out dialogue"})
-    receiver_steps: int = field(default=30, metadata={"help": "Receiver optimizer steps"})
-    rl_steps: int = field(default=16, metadata={"help": "PPO iterations"})
+    eval_examples_per_dialogue: int = field(default=1, metadata={"help": "evaluated turns per held-out dialogue"})
+    receiver_steps: int = field(default=20, metadata={"help": "Receiver optimizer steps"})
+    rl_steps: int = field(default=12, metadata={"help": "PPO iterations"})
     rl_pairs_per_step: int = field(default=2, metadata={"help": "persona pairs per PPO iteration"})
     rl_rollouts_per_pair: int = field(default=2, metadata={"help": "self-play dialogues per pair"})
-    rl_max_exchanges: int = field(default=2, metadata={"help": "curriculum end: exchanges per dialogue"})
+    rl_max_exchanges: int = field(default=1, metadata={"help": "curriculum end: A+B exchanges per dialogue (1 = no curriculum)"})
     response_length: int = field(default=24, metadata={"help": "max tokens per self-play utterance"})
     sample_dialogues: int = field(default=2, metadata={"help": "held-out persona pairs shown before/after RL"})
     seed: int = field(default=0, metadata={"help": "random seed of every stage"})
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "--model_name_or_path", str(sft_model), "--receiver_name_or_path", str(rcv_dir / "model"),
         "--output_dir", str(rl_dir), "--max_steps", str(cfg.rl_steps), "--save_steps", "0",
         "--pairs_per_step", str(cfg.rl_pairs_per_step), "--rollouts_per_pair", str(cfg.rl_rollouts_per_pair),
-        "--min_exchanges", "1", "--max_exchanges", str(cfg.rl_max_exchanges), "--curriculum_steps", str(cfg.rl_steps // 2),
+        "--min_exchanges", "1", "--max_exchanges", str(cfg.rl_max_exchanges), "--curriculum_steps", str(max(1, cfg.rl_steps // 2)),
         "--response_length", str(cfg.response_length), "--learning_rate", "1e-5", "--num_ppo_epochs", "2",
         "--sample_log_steps", "5", "--max_history_tokens", str(cfg.max_history_tokens), *seed], timings)
     rl_model = _latest_policy(rl_dir)

@@ -19,7 +19,7 @@ EXPERIMENTS = sorted((REPO / "launch" / "configs" / "experiments").glob("*.yaml"
 def test_the_recipes_are_all_there():
     names = {p.stem for p in ACCELERATE}
     assert {"cpu_zero2", "cpu_zero3", "single_gpu", "multi_gpu_zero2", "multi_gpu_zero3", "small_gpu_lora"} <= names
-    assert {"seed_convai2", "spc_ppo", "custom_reward", "lora_small_gpu"} <= {p.stem for p in EXPERIMENTS}
+    assert {"seed_convai2", "spc_ppo", "custom_reward", "lora_small_gpu", "p2_sample"} <= {p.stem for p in EXPERIMENTS}
 
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.stem)

@@ -138,3 +138,21 @@ def test_lora_reference_is_the_adapter_free_base(tiny_model_dir):
     assert second["objective/kl"] != pytest.approx(0.0, abs=1e-4)  # the policy moved away from the frozen base
     trainable = {n for n, p in trainer.policy.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "value_head" in n for n in trainable)
+
+
+def test_gradient_checkpointing_gives_the_same_update(tiny_model_dir):
+    """Recomputing activations in backward changes memory, not the result: same parameters after one step."""
+    rollouts = [Rollout([1, 2, 3], [4, 5, 6], score=1.0), Rollout([7, 8], [9, 10, 11], score=-1.0)]
+    after = {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        policy = Transmitter.from_pretrained(str(tiny_model_dir), with_value_head=True)
+        cfg = PPOConfig(pairs_per_step=1, rollouts_per_pair=2, max_steps=1, num_ppo_epochs=1, learning_rate=1e-2,
+                        gradient_checkpointing=flag, gradient_accumulation_steps=2)
+        trainer = PPOTrainer(cfg, policy)
+        assert trainer.policy.lm.is_activation_checkpointing == flag
+        trainer.step(rollouts)
+        after[flag] = _params(trainer.policy)
+    assert after[False].keys() == after[True].keys()
+    for k in after[False]:
+        assert torch.allclose(after[False][k], after[True][k], atol=1e-6), k
