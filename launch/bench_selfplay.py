@@ -7,7 +7,8 @@
    Reported as generated tokens/s. The share of our time spent encoding prompts (prefill) is measured too: it
    bounds what reusing a speaker's KV cache across turns could save.
 2. PPO update (``PPOTrainer.step`` on the rollouts from 1) for the full policy (+ frozen reference, AdamW over all
-   weights) and for LoRA (reference = adapter-disabled base), each in a fresh child process so that its peak
+   weights) and for LoRA (reference = adapter-disabled base), optionally with activation checkpointing
+   (``lora+ckpt``), in micro-batches of ``micro_batch_size``, each in a fresh child process so that its peak
    resident memory is its own. Reported as (query+response) tokens/s through ``step`` and peak RSS.
 """
 
@@ -35,13 +36,13 @@ class BenchSelfPlayConfig:
     max_history_tokens: int = field(default=256, metadata={"help": "history token budget"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of both speakers"})
     skip_seed_style: bool = field(default=False, metadata={"help": "only measure ours"})
-    update_modes: list[str] = field(default_factory=lambda: ["full", "lora"],
-                                    metadata={"help": "PPO-update phases to run ('full', 'lora'; empty: none)"})
+    update_modes: list[str] = field(default_factory=lambda: ["full", "lora", "lora+ckpt"],
+                                    metadata={"help": "PPO-update phases: 'full' or 'lora', '+ckpt' adds activation "
+                                                      "checkpointing (empty: none)"})
     update_steps: int = field(default=2, metadata={"help": "PPOTrainer.step calls per update phase (first one is warm-up)"})
     num_ppo_epochs: int = field(default=1, metadata={"help": "PPO epochs per step in the update phases"})
     micro_batch_size: int = field(default=4, metadata={"help": "rollouts per forward/backward in the update phases "
                                                                "(gradient accumulation covers the rest)"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "activation checkpointing in the update phases"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
     output_dir: str = field(default="runs/bench_selfplay", metadata={"help": "where bench_selfplay.json is written"})
     seed: int = field(default=0, metadata={"help": "seed of pair order and sampling"})
@@ -49,9 +50,9 @@ class BenchSelfPlayConfig:
     def __post_init__(self):
         if min(self.num_pairs, self.rollouts_per_pair, self.num_exchanges, self.response_length) < 1:
             raise ValueError("num_pairs, rollouts_per_pair, num_exchanges and response_length must be >= 1")
-        bad = [m for m in self.update_modes if m not in ("full", "lora")]
+        bad = [m for m in self.update_modes if m.removesuffix("+ckpt") not in ("full", "lora")]
         if bad:
-            raise ValueError(f"update_modes: unknown mode(s) {bad}; choose from 'full', 'lora'")
+            raise ValueError(f"update_modes: unknown mode(s) {bad}; choose from full, lora, full+ckpt, lora+ckpt")
         if self.micro_batch_size < 1:
             raise ValueError("micro_batch_size must be >= 1")
         if self.update_steps < 2 and self.update_modes:
@@ -132,18 +133,19 @@ def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: st
     rows = json.loads(Path(rollouts_path).read_text())
     rollouts = [Rollout(query_ids=r["query_ids"], response_ids=r["response_ids"], score=r["score"], group=tuple(r["group"]))
                 for r in rows]
+    base, checkpointing = mode.removesuffix("+ckpt"), mode.endswith("+ckpt")
     lora = None
-    if mode == "lora":
+    if base == "lora":
         from peft import LoraConfig
 
         lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     accumulation = max(1, len(rollouts) // cfg.micro_batch_size)
     ppo = PPOConfig(output_dir=str(Path(cfg.output_dir) / f"update_{mode}"), num_ppo_epochs=cfg.num_ppo_epochs,
-                    use_peft=mode == "lora", learning_rate=1e-6, max_steps=cfg.update_steps, seed=cfg.seed,
-                    gradient_accumulation_steps=accumulation, gradient_checkpointing=cfg.gradient_checkpointing)
+                    use_peft=base == "lora", learning_rate=1e-6, max_steps=cfg.update_steps, seed=cfg.seed,
+                    gradient_accumulation_steps=accumulation, gradient_checkpointing=checkpointing)
     policy = Transmitter.from_pretrained(cfg.model, with_value_head=True, lora=lora)
-    ref = None if mode == "lora" else Transmitter.from_pretrained(cfg.model)
+    ref = None if base == "lora" else Transmitter.from_pretrained(cfg.model)
     trainer = PPOTrainer(ppo, policy, ref)
     trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     tokens = sum(len(r.query_ids) + len(r.response_ids) for r in rollouts) * cfg.num_ppo_epochs
@@ -160,7 +162,7 @@ def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: st
 
 
 def run_update_phase(mode: str, cfg: BenchSelfPlayConfig, rollouts_path: Path) -> dict:
-    result_path = rollouts_path.with_name(f"update_{mode}.json")
+    result_path = rollouts_path.with_name(f"update_{mode.replace('+', '_')}.json")
     proc = mp.get_context("spawn").Process(target=_update_phase, args=(mode, asdict(cfg), str(rollouts_path), str(result_path)))
     proc.start()
     proc.join()
@@ -247,7 +249,7 @@ def _print(report: dict) -> None:
     if "update" in report:
         print(f"\nPPO update ({report['turns']} rollouts, scores random, fresh process each, micro-batch "
               f"{next(iter(report['update'].values()))['micro_batch_size']})")
-        print(f"{'mode':<6} {'trainable params':>16} {'s/step':>7} {'tokens/s':>9} {'peak RSS MB':>11}")
+        print(f"{'mode':<10} {'trainable params':>16} {'s/step':>7} {'tokens/s':>9} {'peak RSS MB':>11}")
         for mode, r in report["update"].items():
-            print(f"{mode:<6} {r['trainable_parameters']:>16,d} {r['seconds_per_step']:>7.1f} {r['tokens_per_s']:>9.1f} "
+            print(f"{mode:<10} {r['trainable_parameters']:>16,d} {r['seconds_per_step']:>7.1f} {r['tokens_per_s']:>9.1f} "
                   f"{r['peak_rss_mb']:>11.0f}")

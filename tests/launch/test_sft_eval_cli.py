@@ -84,13 +84,14 @@ def test_bench_dispatcher(capsys):
 def test_bench_selfplay_measures_both_loops_and_both_update_modes(tiny_dir, tmp_path, capsys):
     rc = cli(["bench", "selfplay", "--model", str(tiny_dir), "--num_pairs", "2", "--rollouts_per_pair", "1",
               "--num_exchanges", "1", "--response_length", "4", "--max_history_tokens", "32",
-              "--output_dir", str(tmp_path)])
+              "--micro_batch_size", "2", "--update_modes", "full", "lora+ckpt", "--output_dir", str(tmp_path)])
     assert rc == 0
     rep = json.loads((tmp_path / "bench_selfplay.json").read_text())
     assert rep["turns"] == 4 and rep["dialogues"] == 2
     assert 0 < rep["ours"]["tokens"] <= 16 and 0 < rep["seed_style"]["tokens"] <= 16
     assert rep["speedup"] > 0 and 0 < rep["ours"]["prefill_share"]
-    full, lora = rep["update"]["full"], rep["update"]["lora"]
+    full, lora = rep["update"]["full"], rep["update"]["lora+ckpt"]
+    assert full["micro_batch_size"] == 2
     assert lora["trainable_parameters"] < full["trainable_parameters"]
     assert full["tokens_per_s"] > 0 and lora["peak_rss_mb"] > 0 and full["skipped"] == 0.0
     printed = capsys.readouterr().out
