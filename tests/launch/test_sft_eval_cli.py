@@ -89,7 +89,7 @@ def test_bench_selfplay_measures_both_loops_and_both_update_modes(tiny_dir, tmp_
     rep = json.loads((tmp_path / "bench_selfplay.json").read_text())
     assert rep["turns"] == 4 and rep["dialogues"] == 2
     assert 0 < rep["ours"]["tokens"] <= 16 and 0 < rep["seed_style"]["tokens"] <= 16
-    assert rep["speedup"] > 0 and 0 < rep["ours"]["prefill_share"]
+    assert rep["speedup"] > 0 and rep["ours"]["prefill_share"] > 0
     full, lora = rep["update"]["full"], rep["update"]["lora+ckpt"]
     assert full["micro_batch_size"] == 2
     assert lora["trainable_parameters"] < full["trainable_parameters"]
