@@ -17,7 +17,7 @@ from pathlib import Path
 
 from data_prep import DataFormatError, build_receiver_examples, read_dialogues, resolve_data_path
 from launch.config_io import parse_configs, save_resolved_config
-from models.lexical import LexicalScorer
+from models.lexical import LexicalScorer, lexical_persona_score
 from models.receiver import Receiver
 from models.receiver_training import ReceiverTrainer, ReceiverTrainingConfig, evaluate_ranking, receiver_score_fn
 
@@ -35,6 +35,9 @@ class ReceiverDataConfig:
     num_train_negatives: int = field(default=1, metadata={"help": "negative personas per training row"})
     num_eval_negatives: int = field(default=19, metadata={"help": "negative personas per validation row (19-31 usual)"})
     max_eval_examples: int = field(default=0, metadata={"help": "evaluate on at most N validation rows (0 = all)"})
+    min_train_overlap: float = field(default=0.0, metadata={
+        "help": "keep only training rows whose utterance shares at least this much content-word overlap (Jaccard, "
+                "best persona sentence) with the speaker's persona: cleaner weak labels (0 = keep all)"})
     data_seed: int = field(default=0, metadata={"help": "seed of the split and the negative sampling"})
     skip_baselines: bool = field(default=False, metadata={"help": "do not evaluate the lexical and untrained baselines"})
 
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         train_rows = build_receiver_examples(train_dialogues, data.num_train_negatives, seed=data.data_seed).to_list()
+        if data.min_train_overlap > 0:
+            train_rows = [r for r in train_rows if lexical_persona_score(r["utterance"], r["persona"]) >= data.min_train_overlap]
+            if not train_rows:
+                raise ValueError(f"min_train_overlap={data.min_train_overlap} keeps no training row")
         # a small validation set draws its distractor personas from the training dialogues as well
         extra = train_dialogues if 2 * (len(eval_dialogues) - 1) < data.num_eval_negatives else ()
         eval_rows = build_receiver_examples(eval_dialogues, data.num_eval_negatives, seed=data.data_seed + 1,
