@@ -18,7 +18,7 @@ from datasets import Dataset, load_from_disk
 
 from data_prep.schema import PersonaDialogue, other
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 def default_cache_dir() -> Path:
@@ -53,8 +53,10 @@ def _utterance_pool(dialogues: Sequence[PersonaDialogue]) -> list[tuple[int, str
     return [(i, t) for i, d in enumerate(dialogues) for t in d.turns]
 
 
-def _sample_other(rng: random.Random, pool: list, k: int, exclude_dialogue: int, exclude: set) -> list:
-    """Draw k distinct items from ``pool`` (``(dialogue_index, item)`` pairs) not from ``exclude_dialogue``."""
+def _sample_other(rng: random.Random, pool: list, k: int, exclude_dialogue: int, exclude: set,
+                  reject: Callable[[object], bool] | None = None) -> list:
+    """Draw k distinct items from ``pool`` (``(dialogue_index, item)`` pairs) not from ``exclude_dialogue``,
+    not keyed in ``exclude`` and, with ``reject``, not rejected by it."""
     out: list = []
     seen = set(exclude)
     if not pool:
@@ -64,7 +66,7 @@ def _sample_other(rng: random.Random, pool: list, k: int, exclude_dialogue: int,
             break
         di, item = pool[rng.randrange(len(pool))]
         key = json.dumps(item) if not isinstance(item, str) else item
-        if di == exclude_dialogue or key in seen:
+        if di == exclude_dialogue or key in seen or (reject is not None and reject(item)):
             continue
         seen.add(key)
         out.append(item)
@@ -127,7 +129,9 @@ def build_receiver_examples(
 
     Columns: ``dialogue_id``, ``turn_index``, ``utterance``, ``persona`` (the speaker's own sentences),
     ``negative_personas`` (list of ``num_negatives`` persona sentence lists from other dialogues).
-    Use 1 negative for training and 19–31 for validation. ``distractor_dialogues`` (e.g. the training
+    Use 1 negative for training and 19–31 for validation. A negative shares no sentence with the own persona
+    (data sets such as Synthetic-Persona-Chat draw persona sentences from a small pool, and a persona holding the
+    sentence an utterance reveals is not a negative for it). ``distractor_dialogues`` (e.g. the training
     dialogues, for a small validation set) add their personas to the negatives' pool; their turns give no rows.
     """
     params = dict(num_negatives=num_negatives, seed=seed)
@@ -144,7 +148,9 @@ def build_receiver_examples(
                 persona = d.persona(d.speaker(t))
                 if not persona:
                     continue
-                negs = _sample_other(rng, pool, num_negatives, di, {json.dumps(persona)})
+                own = set(persona)
+                negs = _sample_other(rng, pool, num_negatives, di, {json.dumps(persona)},
+                                     reject=lambda p, own=own: not own.isdisjoint(p))
                 rows.append(
                     dict(dialogue_id=d.dialogue_id, turn_index=t, utterance=utterance, persona=list(persona),
                          negative_personas=[list(n) for n in negs])

@@ -23,23 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from models.loading import resolve_model_path
+
 RECEIVER_CONFIG_NAME = "p2bot_receiver.json"
 DEFAULT_TEMPERATURE = 0.1
 
 
 def resolve_receiver_path(name_or_path: str | os.PathLike) -> str:
     """``"embedded"`` → the packaged all-MiniLM-L6-v2 directory; anything else (hub id, local path) as is."""
-    try:  # the shared resolver, where the transmitter helper has added it
-        from models.loading import resolve_model_path
-    except ImportError:
-        resolve_model_path = None
-    if resolve_model_path is not None:
-        return str(resolve_model_path(name_or_path, kind="receiver"))
-    if str(name_or_path) == "embedded":
-        from models.embedded import embedded_receiver_path
-
-        return str(embedded_receiver_path())
-    return str(name_or_path)
+    return str(resolve_model_path(name_or_path, kind="receiver"))
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -176,8 +168,29 @@ class Receiver(nn.Module):
         )
         return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
-        """Mean-pooled, L2-normalised sentence embeddings (B, D); the one pooling used everywhere."""
+    def tokenize_by_length(self, texts: Sequence[str], batch_size: int) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """``texts`` tokenized in chunks of ``batch_size``, shortest first, so each chunk pads only to its own longest.
+
+        Returns the chunks and ``restore`` (N,): ``forward(chunks=chunks)[restore]`` is in the order of ``texts``.
+        """
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        chunks = [self.tokenize([texts[i] for i in order[s : s + batch_size]]) for s in range(0, len(order), batch_size)]
+        restore = torch.empty(len(order), dtype=torch.long)
+        restore[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+        return chunks, restore.to(self.device)
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids=None, *, chunks: Sequence[dict[str, torch.Tensor]] | None = None) -> torch.Tensor:
+        """Mean-pooled, L2-normalised sentence embeddings (B, D); the one pooling used everywhere.
+
+        ``chunks`` (from ``tokenize_by_length``) encodes several padded batches in one call (one call, so a DDP
+        or DeepSpeed wrapper sees one forward per backward) and concatenates their rows.
+        """
+        if chunks is not None:
+            return torch.cat([self._encode(**c) for c in chunks])
+        return self._encode(input_ids, attention_mask, token_type_ids)
+
+    def _encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         return F.normalize(mean_pool(hidden, attention_mask), dim=-1)
@@ -205,15 +218,9 @@ class Receiver(nn.Module):
         """Embeddings (N, D) of ``texts``, in batches sorted by length (less padding), returned in input order."""
         if not texts:
             return torch.empty(0, self.encoder.config.hidden_size, device=self.device)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = [None] * len(texts)
+        chunks, restore = self.tokenize_by_length(texts, batch_size)
         with self._inference():
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                emb = self(**self.tokenize([texts[i] for i in chunk]))
-                for i, row in zip(chunk, emb):
-                    out[i] = row
-        return torch.stack(out)
+            return self(chunks=chunks)[restore]
 
     def embed_cached(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """Like ``embed`` but remembers each distinct text (used for persona sentences)."""

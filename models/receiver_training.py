@@ -5,7 +5,8 @@ Each example is (utterance u, own persona P⁺, negative personas P⁻_1..K from
     loss = mean_k max(0, margin − (S(u, P⁺) − S(u, P⁻_k)))  +  sparsity_coef · H(softmax_j(s⁺)) / log M⁺
 
 with S the soft persona score of ``models.receiver``; the negatives are the row's own (from the builder)
-plus, with ``in_batch_negatives``, the personas of the other rows of the batch from other dialogues. The sparsity term is the entropy of the attention over
+plus, with ``in_batch_negatives``, the personas of the other rows of the batch from other dialogues (those sharing a
+sentence with P⁺ left out). The sparsity term is the entropy of the attention over
 the own persona's sentences, normalised to [0, 1] by log M⁺: an utterance usually reveals one or two persona
 facts, so the attention should be peaked. Evaluation ranks P⁺ among 1 + N negatives (Hits@1, MRR).
 """
@@ -48,6 +49,9 @@ class ReceiverTrainingConfig:
     in_batch_negatives: bool = field(default=True, metadata={"help": "also use the other rows' personas in a batch as negatives"})
     sparsity_coef: float = field(default=0.01, metadata={"help": "weight of the normalised attention entropy"})
     eval_batch_size: int = field(default=64, metadata={"help": "sentences per encoder call when scoring"})
+    encode_batch_size: int = field(default=64, metadata={
+        "help": "sentences per encoder call in a training step; a step's texts are sorted by length first, so a "
+                "smaller chunk pads less (the gradient is the same)"})
     eval_steps: int = field(default=0, metadata={"help": "evaluate every N steps (0 = only at the end)"})
     logging_steps: int = field(default=10, metadata={"help": "log every N steps"})
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (0 = only at the end)"})
@@ -59,8 +63,8 @@ class ReceiverTrainingConfig:
     def __post_init__(self):
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.max_steps < 0 or self.per_device_train_batch_size < 1:
-            raise ValueError("max_steps must be >= 0 and per_device_train_batch_size >= 1")
+        if self.max_steps < 0 or self.per_device_train_batch_size < 1 or self.encode_batch_size < 1:
+            raise ValueError("max_steps must be >= 0, per_device_train_batch_size and encode_batch_size >= 1")
         if self.margin < 0 or self.sparsity_coef < 0:
             raise ValueError("margin and sparsity_coef must be >= 0")
         if not 0 <= self.warmup_ratio < 1:
@@ -137,8 +141,9 @@ def batch_loss(model, receiver: Receiver, batch: Sequence[dict], cfg: ReceiverTr
     k = len(batch[0]["negative_personas"])
     texts = list(dict.fromkeys([*utts, *(s for p in pos_personas + neg_personas for s in p)]))
     index = {t: i for i, t in enumerate(texts)}
-    enc = {key: v.to(device) for key, v in receiver.tokenize(texts).items()}
-    table = model(**enc)  # (S, D), same pooling as Receiver.score
+    chunks, restore = receiver.tokenize_by_length(texts, cfg.encode_batch_size)
+    chunks = [{key: v.to(device) for key, v in c.items()} for c in chunks]
+    table = model(chunks=chunks)[restore.to(device)]  # (S, D), same pooling as Receiver.score
     u = table[torch.tensor([index[t] for t in utts], device=device)]  # (B, D)
     pos_idx, pos_mask = (x.to(device) for x in pad_personas(pos_personas, index))
     neg_idx, neg_mask = (x.to(device) for x in pad_personas(neg_personas, index))
@@ -149,8 +154,9 @@ def batch_loss(model, receiver: Receiver, batch: Sequence[dict], cfg: ReceiverTr
         n = len(batch)
         cross, _, _ = soft_persona_scores(  # row b·n + c: utterance b against persona c
             u.repeat_interleave(n, 0), table[pos_idx].repeat(n, 1, 1), pos_mask.repeat(n, 1), cfg.temperature)
-        ids = [r["dialogue_id"] for r in batch]
-        other = torch.tensor([[a != b for b in ids] for a in ids], device=device)  # (B, B) other dialogues only
+        ids, own = [r["dialogue_id"] for r in batch], [set(p) for p in pos_personas]
+        other = torch.tensor([[ids[a] != ids[b] and own[a].isdisjoint(own[b]) for b in range(n)] for a in range(n)],
+                             device=device)  # (B, B): other dialogues whose persona shares no sentence with the own
         neg_scores, valid = torch.cat([neg_scores, cross.view(n, n)], 1), torch.cat([valid, other], 1)
     margin_loss, stats = margin_ranking_loss(pos_scores, neg_scores, cfg.margin, valid)
     sparsity_loss, sparsity_stats = attention_entropy(pos_w, pos_mask)

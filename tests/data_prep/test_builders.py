@@ -70,3 +70,17 @@ def test_receiver_distractors_can_come_from_other_dialogues(cache_env):
         assert own.persona_a not in r["negative_personas"] and own.persona_b not in r["negative_personas"]
     build_receiver_examples(small, num_negatives=19, distractor_dialogues=others[:-1], cache_dir=cache_env)
     assert len(list(cache_env.glob("receiver-*"))) == 2  # a different distractor pool is a different cache entry
+
+
+def test_receiver_negatives_share_no_sentence_with_the_own_persona():
+    shared = "I have a dog."
+    dialogues = [PersonaDialogue([shared, f"I am {i} years old."], [f"I play sport {i}."], ["hi", "hello"],
+                                 dialogue_id=f"d{i}") for i in range(6)]
+    dialogues += [PersonaDialogue([f"I like colour {i}."], [f"I drive car {i}."], ["hi", "hello"], dialogue_id=f"e{i}")
+                  for i in range(6)]
+    rows = build_receiver_examples(dialogues, num_negatives=8, seed=0).to_list()
+    for r in rows:
+        assert all(set(n).isdisjoint(r["persona"]) for n in r["negative_personas"])
+    # every dialogue "d*" speaker A has the shared sentence: none of them is a negative for another
+    a_rows = [r for r in rows if shared in r["persona"]]
+    assert a_rows and all(shared not in n for r in a_rows for n in r["negative_personas"])

@@ -92,6 +92,34 @@ def test_config_rejects_bad_values():
         ReceiverTrainingConfig(warmup_ratio=1.0)
 
 
+# --- one step's forward ---
+def test_batch_loss_chunking_changes_nothing(tokenizer):
+    rows = build_receiver_examples(toy_dialogues(), num_negatives=2).to_list()[:6]
+    receiver = tiny_receiver(tokenizer).eval()
+    grads = []
+    for chunk in (64, 2):
+        receiver.zero_grad()
+        loss, _ = receiver_training.batch_loss(receiver, receiver, rows, ReceiverTrainingConfig(encode_batch_size=chunk), "cpu")
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in receiver.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads[0][1], grads[1][1]))
+
+
+def test_in_batch_negatives_skip_personas_sharing_a_sentence(tokenizer):
+    """Rows of different dialogues whose personas share a sentence are not each other's negatives."""
+    shared = "i have a dog."
+    dialogues = [PersonaDialogue([shared, f"i love {HOBBIES[i]}."], [f"i work as a {JOBS[i]}."],
+                                 [f"my dog likes {HOBBIES[i]}", "ok"], dialogue_id=f"d{i}") for i in range(4)]
+    dialogues += toy_dialogues(4)
+    rows = [r for r in build_receiver_examples(dialogues, num_negatives=1).to_list() if shared in r["persona"]]
+    assert len({r["dialogue_id"] for r in rows}) == 4
+    receiver = tiny_receiver(tokenizer).eval()
+    with_in_batch = receiver_training.batch_loss(receiver, receiver, rows, ReceiverTrainingConfig(), "cpu")[0]
+    without = receiver_training.batch_loss(receiver, receiver, rows, ReceiverTrainingConfig(in_batch_negatives=False), "cpu")[0]
+    assert torch.allclose(with_in_batch, without)  # every in-batch candidate shares the dog sentence: all masked
+
+
 # --- trainer on a tiny model ---
 def _cfg(tmp_path, **kw):
     base = dict(output_dir=str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=4, learning_rate=1e-3,
