@@ -43,3 +43,20 @@ def perplexity(total_nll: float, num_tokens: int) -> float:
     if num_tokens <= 0:
         return float("nan")
     return math.exp(total_nll / num_tokens)
+
+
+def paired_bootstrap(a: Sequence[float] | torch.Tensor, b: Sequence[float] | torch.Tensor, num_samples: int = 2000,
+                     seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
+    """Mean of the per-example difference a − b with a percentile bootstrap interval (examples resampled in pairs).
+
+    Returns ``{"diff", "low", "high"}``: the observed mean difference and the ``confidence`` interval's bounds.
+    """
+    diff = torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)  # (N,)
+    if diff.ndim != 1 or diff.numel() == 0:
+        raise ValueError("paired_bootstrap needs two equally long, non-empty 1-d sequences")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(diff.numel(), (num_samples, diff.numel()), generator=gen)  # (S, N)
+    means = diff[idx].mean(1).sort().values  # (S,)
+    tail = (1 - confidence) / 2
+    lo, hi = means[int(tail * (num_samples - 1))], means[int(round((1 - tail) * (num_samples - 1)))]
+    return {"diff": diff.mean().item(), "low": lo.item(), "high": hi.item()}

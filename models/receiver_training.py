@@ -92,18 +92,25 @@ def attention_entropy(weights: torch.Tensor, mask: torch.Tensor):
 
 
 # --- metrics (pure) ---
-def ranking_metrics(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> dict[str, float]:
-    """Hits@1 and MRR of the positive among 1 + K candidates; pos (N,), neg (N, K).
+def example_ranks(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example, Hits@1 and reciprocal rank of the positive among 1 + K candidates; pos (N,), neg (N, K) → (N,), (N,).
 
     Ties are broken uniformly at random, in expectation: with g negatives above and t tied, the rank is
-    uniform on g+1..g+1+t, so Hits@1 = [g = 0]/(t+1) and MRR = mean_k 1/(g+1+k). This keeps a scorer that
+    uniform on g+1..g+1+t, so Hits@1 = [g = 0]/(t+1) and RR = mean_k 1/(g+1+k). This keeps a scorer that
     gives many candidates the same score (lexical overlap of 0) from gaining or losing by the tie rule.
     """
     greater = (neg_scores > pos_scores.unsqueeze(1)).sum(1)  # (N,)
     tied = (neg_scores == pos_scores.unsqueeze(1)).sum(1)  # (N,)
-    hits = ((greater == 0).float() / (tied + 1)).mean().item()
+    hits = (greater == 0).float() / (tied + 1)
     rr = [sum(1.0 / (g + 1 + k) for k in range(t + 1)) / (t + 1) for g, t in zip(greater.tolist(), tied.tolist())]
-    return {"hits@1": hits, "mrr": sum(rr) / max(len(rr), 1), "num_examples": int(pos_scores.numel()),
+    return hits, torch.tensor(rr, dtype=torch.float)
+
+
+def ranking_metrics(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> dict[str, float]:
+    """Hits@1 and MRR (``example_ranks`` averaged) of the positive among 1 + K candidates; pos (N,), neg (N, K)."""
+    hits, rr = example_ranks(pos_scores, neg_scores)
+    return {"hits@1": hits.mean().item(), "mrr": rr.mean().item() if len(rr) else 0.0,
+            "num_examples": int(pos_scores.numel()),
             "num_candidates": int(neg_scores.shape[1]) + 1 if neg_scores.ndim == 2 else 1}
 
 
@@ -111,6 +118,13 @@ def evaluate_ranking(
     score_fn: Callable[[list[str], list[list[str]]], torch.Tensor], rows: Sequence[dict], chunk_rows: int = 128
 ) -> dict[str, float]:
     """Rank each row's own ``persona`` among its ``negative_personas`` with ``score_fn(utterances, personas)``."""
+    return ranking_metrics(*score_ranking(score_fn, rows, chunk_rows))
+
+
+def score_ranking(
+    score_fn: Callable[[list[str], list[list[str]]], torch.Tensor], rows: Sequence[dict], chunk_rows: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of each row's own ``persona`` (N,) and of its ``negative_personas`` (N, K)."""
     pos, neg = [], []
     for start in range(0, len(rows), chunk_rows):
         chunk = rows[start : start + chunk_rows]
@@ -124,7 +138,7 @@ def evaluate_ranking(
         neg.append(scores[:, 1:])
     if not pos:
         raise ValueError("no evaluation rows")
-    return ranking_metrics(torch.cat(pos), torch.cat(neg))
+    return torch.cat(pos), torch.cat(neg)
 
 
 def receiver_score_fn(receiver: Receiver, batch_size: int = 64):
@@ -197,6 +211,7 @@ class ReceiverTrainer:
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.step = 0
         self.history: list[dict] = []
+        self.eval_scores: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- data order: a seeded permutation per epoch, so resuming needs only the step ---
     def _batch(self, step: int) -> list[dict]:
@@ -250,8 +265,10 @@ class ReceiverTrainer:
         self.accelerator.log({k: v for k, v in stats.items() if k != "step"}, step=stats["step"])
 
     def evaluate(self) -> dict[str, float]:
+        """Ranking metrics on ``eval_rows``; the raw scores stay in ``self.eval_scores`` (pos (N,), neg (N, K))."""
         self.model.eval()
-        return evaluate_ranking(receiver_score_fn(self.receiver, self.cfg.eval_batch_size), self.eval_rows)
+        self.eval_scores = score_ranking(receiver_score_fn(self.receiver, self.cfg.eval_batch_size), self.eval_rows)
+        return ranking_metrics(*self.eval_scores)
 
     def train(self) -> dict:
         """Run to ``cfg.max_steps``; returns ``{"steps", "train_seconds", "final_eval"?}``."""

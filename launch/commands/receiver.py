@@ -18,8 +18,16 @@ from pathlib import Path
 from data_prep import DataFormatError, build_receiver_examples, read_dialogues, resolve_data_path
 from launch.config_io import parse_configs, save_resolved_config
 from models.lexical import LexicalScorer, lexical_persona_score
+from models.metrics import paired_bootstrap
 from models.receiver import Receiver
-from models.receiver_training import ReceiverTrainer, ReceiverTrainingConfig, evaluate_ranking, receiver_score_fn
+from models.receiver_training import (
+    ReceiverTrainer,
+    ReceiverTrainingConfig,
+    example_ranks,
+    ranking_metrics,
+    receiver_score_fn,
+    score_ranking,
+)
 
 METRICS_FILE = "receiver_metrics.json"
 
@@ -71,10 +79,19 @@ def split_dialogues(data: ReceiverDataConfig):
     return [train[i] for i in sorted(order[n_eval:])], [train[i] for i in sorted(order[:n_eval])]
 
 
-def format_table(results: dict[str, dict]) -> str:
+def format_table(results: dict[str, dict], gains: dict[str, dict] | None = None) -> str:
     lines = [f"{'scorer':<22} {'Hits@1':>7} {'MRR':>7}"]
     lines += [f"{name:<22} {m['hits@1']:>7.3f} {m['mrr']:>7.3f}" for name, m in results.items()]
+    for name, g in (gains or {}).items():
+        lines.append(f"trained − {name}: " + ", ".join(
+            f"{k} {v['diff']:+.4f} (95% CI {v['low']:+.4f} .. {v['high']:+.4f})" for k, v in g.items()))
     return "\n".join(lines)
+
+
+def paired_gains(ranks: dict[str, tuple], of: str = "trained receiver") -> dict[str, dict]:
+    """Per baseline, the trained Receiver's Hits@1 and MRR gain over it on the same rows, with a bootstrap CI."""
+    return {name: {metric: paired_bootstrap(ranks[of][k], r[k]) for k, metric in enumerate(("hits@1", "mrr"))}
+            for name, r in ranks.items() if name != of}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,21 +125,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(train_dialogues)} train dialogues ({len(train_rows)} rows), {len(eval_dialogues)} validation "
           f"dialogues ({len(eval_rows)} rows, 1 + {data.num_eval_negatives} candidates)")
 
-    results: dict[str, dict] = {}
+    scores: dict[str, tuple] = {}  # scorer → (pos (N,), neg (N, K)) on the same validation rows
     if not data.skip_baselines:
-        results["lexical overlap"] = evaluate_ranking(LexicalScorer().score, eval_rows)
+        scores["lexical overlap"] = score_ranking(LexicalScorer().score, eval_rows)
         untrained = Receiver.from_pretrained(cfg.model_name_or_path, cfg.temperature, max_length=cfg.max_length)
-        results["untrained encoder"] = evaluate_ranking(receiver_score_fn(untrained, cfg.eval_batch_size), eval_rows)
+        scores["untrained encoder"] = score_ranking(receiver_score_fn(untrained, cfg.eval_batch_size), eval_rows)
         del untrained
     receiver = Receiver.from_pretrained(cfg.model_name_or_path, cfg.temperature, max_length=cfg.max_length)
     trainer = ReceiverTrainer(receiver, cfg, train_rows, eval_rows)
     run = trainer.train()
-    results["trained receiver"] = run["final_eval"]
+    scores["trained receiver"] = trainer.eval_scores
     trainer.save_model(out / "model")
 
     if trainer.accelerator.is_main_process:
-        print(format_table(results))
-        report = {"results": results, "train_dialogues": len(train_dialogues), "eval_dialogues": len(eval_dialogues),
+        results = {name: ranking_metrics(*s) for name, s in scores.items()}
+        gains = paired_gains({name: example_ranks(*s) for name, s in scores.items()})
+        print(format_table(results, gains))
+        report = {"results": results, "trained_minus_baseline": gains,
+                  "train_dialogues": len(train_dialogues), "eval_dialogues": len(eval_dialogues),
                   "train_rows": len(train_rows), "eval_rows": len(eval_rows), "steps": run["steps"],
                   "train_seconds": run["train_seconds"], "model_dir": str(out / "model")}
         tmp = out / (METRICS_FILE + ".tmp")

@@ -49,6 +49,11 @@ def test_receiver_cli_end_to_end_and_resume(tiny_model_dir, dialogue_file, tmp_p
     metrics = json.loads((out / "receiver_metrics.json").read_text())
     assert set(metrics["results"]) == {"lexical overlap", "untrained encoder", "trained receiver"}
     assert metrics["results"]["trained receiver"]["num_candidates"] == 6 and metrics["steps"] == 2
+    gain = metrics["trained_minus_baseline"]["untrained encoder"]["hits@1"]
+    assert gain["diff"] == pytest.approx(metrics["results"]["trained receiver"]["hits@1"]
+                                         - metrics["results"]["untrained encoder"]["hits@1"], abs=1e-6)
+    assert gain["low"] <= gain["diff"] <= gain["high"]
+    assert "trained − lexical overlap: hits@1" in printed
     resolved = yaml.safe_load((out / "resolved_config.yaml").read_text())
     assert resolved["num_eval_negatives"] == 5 and resolved["max_steps"] == 2 and resolved["margin"] == 0.5
     assert Receiver.from_pretrained(out / "model").embed(["i love chess"]).shape == (1, 32)

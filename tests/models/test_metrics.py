@@ -1,8 +1,9 @@
 import math
 
 import pytest
+import torch
 
-from models.metrics import hits_at_1, normalize_answer, perplexity, unigram_f1
+from models.metrics import hits_at_1, normalize_answer, paired_bootstrap, perplexity, unigram_f1
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -38,3 +39,16 @@ def test_hits_at_1():
 def test_perplexity():
     assert perplexity(2 * math.log(4.0), 2) == pytest.approx(4.0)
     assert math.isnan(perplexity(0.0, 0))
+
+
+def test_paired_bootstrap():
+    same = paired_bootstrap([1.0, 0.0, 1.0], [0.0, -1.0, 0.0])  # every difference is 1: no spread
+    assert same == {"diff": 1.0, "low": 1.0, "high": 1.0}
+    a = torch.tensor([1.0] * 30 + [0.0] * 70)
+    b = torch.zeros(100)
+    ci = paired_bootstrap(a, b, num_samples=4000, seed=1)
+    assert ci["diff"] == pytest.approx(0.3)
+    se = math.sqrt(0.3 * 0.7 / 100)  # normal approximation of the mean of 0/1 differences
+    assert ci["low"] == pytest.approx(0.3 - 1.96 * se, abs=0.02) and ci["high"] == pytest.approx(0.3 + 1.96 * se, abs=0.02)
+    with pytest.raises(ValueError):
+        paired_bootstrap([], [])
