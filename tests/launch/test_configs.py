@@ -19,7 +19,8 @@ EXPERIMENTS = sorted((REPO / "launch" / "configs" / "experiments").glob("*.yaml"
 def test_the_recipes_are_all_there():
     names = {p.stem for p in ACCELERATE}
     assert {"cpu_zero2", "cpu_zero3", "single_gpu", "multi_gpu_zero2", "multi_gpu_zero3", "small_gpu_lora"} <= names
-    assert {"seed_convai2", "spc_ppo", "custom_reward", "lora_small_gpu", "p2_sample"} <= {p.stem for p in EXPERIMENTS}
+    assert {"seed_convai2", "spc_ppo", "custom_reward", "lora_small_gpu", "p2_sample",
+            "receiver_spc"} <= {p.stem for p in EXPERIMENTS}
 
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.stem)
@@ -33,12 +34,24 @@ def test_accelerate_config_loads(path):
         assert cfg.num_processes == 2
 
 
+def _config_types(path: Path) -> tuple[type, ...]:
+    """``receiver_*.yaml`` configure ``p2bot receiver``; every other experiment is a ``p2bot rl`` run."""
+    if path.stem.startswith("receiver_"):
+        from launch.commands.receiver import ReceiverDataConfig
+        from models.receiver_training import ReceiverTrainingConfig
+
+        return ReceiverDataConfig, ReceiverTrainingConfig
+    return (PPOConfig,)
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
-def test_experiment_yaml_parses_into_ppo_config(path):
-    (cfg,) = parse_configs((PPOConfig,), ["--config", str(path)], prog="test")
+def test_experiment_yaml_parses_into_its_config(path):
+    configs = parse_configs(_config_types(path), ["--config", str(path)], prog="test")
     raw = yaml.safe_load(path.read_text())
     for key, value in raw.items():
-        assert getattr(cfg, key) == value, key
+        owners = [cfg for cfg in configs if hasattr(cfg, key)]
+        assert owners, f"{path.name}: unknown field {key!r}"
+        assert getattr(owners[0], key) == value, key
 
 
 def test_custom_reward_experiment_runs_a_step_on_cpu(tmp_path, monkeypatch):

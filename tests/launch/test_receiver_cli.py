@@ -93,3 +93,29 @@ def test_min_train_overlap_keeps_only_persona_revealing_rows(tiny_model_dir, dia
     assert "12 train dialogues (24 rows)" in capsys.readouterr().out
     assert main([*args, "--min_train_overlap", "0.99"]) == 1
     assert "min_train_overlap=0.99 keeps no training row" in capsys.readouterr().err
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_receiver_trains_under_two_ddp_processes(tiny_model_dir, dialogue_file, tmp_path):
+    """``accelerate launch`` with ``cpu_ddp.yaml``: each process takes its share of a step's rows; one model is written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(repo / "launch" / "configs" / "accelerate" / "cpu_ddp.yaml"), "-m", "launch.cli", "receiver",
+           "--train_data", str(dialogue_file), "--eval_fraction", "0.4", "--num_eval_negatives", "5",
+           "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--max_steps", "3",
+           "--per_device_train_batch_size", "4", "--save_steps", "0", "--skip_baselines", "true"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = json.loads((out / "receiver_metrics.json").read_text())
+    assert metrics["steps"] == 3 and set(metrics["results"]) == {"trained receiver"}
+    trained = Receiver.from_pretrained(out / "model").encoder.state_dict()
+    start = Receiver.from_pretrained(tiny_model_dir).encoder.state_dict()
+    assert any(not torch.equal(trained[k], start[k]) for k in start)

@@ -95,3 +95,16 @@ def test_deepspeed_two_processes_resume_is_exact(tmp_path, tiny_dir, accelerate_
             assert sa["global_steps"] == 2 * 2  # 2 iterations x 2 epochs x 1 mini-batch
     metrics = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1]  # the resumed run only did the second iteration
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_ddp_two_processes_run_ppo_steps(tmp_path, tiny_dir):
+    """``cpu_ddp.yaml``: two gloo DDP processes run two PPO iterations; the main process logs and checkpoints."""
+    out = tmp_path / "ddp"
+    _launch("cpu_ddp.yaml", ["--model_name_or_path", str(tiny_dir), "--output_dir", str(out), "--max_steps", "2", *TINY_RUN])
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1]  # written by the main process only
+    trained = load_file(out / "checkpoint-2" / "policy" / "model.safetensors")
+    start = load_file(tiny_dir / "model.safetensors")
+    assert any(not torch.equal(trained[k], start[k]) for k in start), "the policy did not change"
