@@ -4,8 +4,9 @@
    - ours: ``rl.SelfPlayEnv.rollout`` (all dialogues of the batch generate each turn in one batched, KV-cached call);
    - seed-style: one dialogue at a time, the whole history re-encoded every turn, no KV cache (every new token
      re-runs the full sequence), the same sampling settings.
-   Reported as generated tokens/s. The share of our time spent encoding prompts (prefill) is measured too: it
-   bounds what reusing a speaker's KV cache across turns could save.
+   Reported as generated tokens/s. The share of our time spent encoding prompts (prefill) is measured too, and
+   the share of prompt tokens that a speaker's cache from its previous turn could cover: their product bounds
+   what reusing a speaker's KV cache across turns could save.
 2. PPO update (``PPOTrainer.step`` on the rollouts from 1) for the full policy (+ frozen reference, AdamW over all
    weights) and for LoRA (reference = adapter-disabled base), optionally with activation checkpointing
    (``lora+ckpt``), in micro-batches of ``micro_batch_size``, each in a fresh child process so that its peak
@@ -63,23 +64,9 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-@torch.no_grad()
-def seed_style_sample(transmitter, context: list[int], max_new_tokens: int, stops: list[int], temperature: float,
-                      generator: torch.Generator) -> list[int]:
-    """One sequence, no KV cache: every new token re-runs the whole sequence (the seed's decoding loop)."""
-    seq = list(context)
-    for _ in range(max_new_tokens):
-        logits = transmitter.lm(torch.tensor([seq], device=transmitter.device), use_cache=False).logits[0, -1].float()
-        probs = torch.softmax(logits / temperature, dim=-1)
-        nxt = int(torch.multinomial(probs, 1, generator=generator))
-        seq.append(nxt)
-        if nxt in stops:
-            break
-    return seq[len(context):]
-
-
 def seed_style_selfplay(transmitter, formatter, pairs: list[dict], cfg: BenchSelfPlayConfig) -> list[list[int]]:
     """Dialogue by dialogue, turn by turn; returns every turn's generated ids."""
+    from launch.commands.bench import seed_style_generate
     from models.generation import stop_token_ids
 
     stops, gen = stop_token_ids(transmitter.tokenizer), torch.Generator().manual_seed(cfg.seed)
@@ -89,27 +76,54 @@ def seed_style_selfplay(transmitter, formatter, pairs: list[dict], cfg: BenchSel
             turns: list[str] = []
             for t in range(2 * cfg.num_exchanges):
                 persona = pair["persona_a"] if t % 2 == 0 else pair["persona_b"]
-                ids = seed_style_sample(transmitter, formatter.encode_context(persona, turns), cfg.response_length, stops,
-                                        cfg.temperature, gen)
+                ids = seed_style_generate(transmitter, formatter.encode_context(persona, turns), cfg.response_length,
+                                          stops, cfg.temperature, gen)
                 out.append(ids)
                 turns.append(formatter.decode_response(ids))
     return out
 
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class _TimedPrefill:
-    """Wraps ``generate_fn`` to time, besides each call, one batched forward over the same prompts (the prefill)."""
+    """Wraps ``generate_fn`` to time, besides each call, one batched forward over the same prompts (the prefill).
+
+    It also keeps every call's prompts and outputs, for ``reusable_share``.
+    """
 
     def __init__(self):
         from models.generation import generate
         from models.transmitter import pad_batch
 
         self._generate, self._pad = generate, pad_batch
+        self.reset()
+
+    def reset(self) -> None:
         self.generate_s = self.prefill_s = 0.0
+        self.calls: list[tuple[list, list]] = []  # per turn: (prompts, outputs), dialogues in the same order
+
+    def reusable_share(self) -> float:
+        """Share of all prompt tokens that a speaker's KV cache from its previous turn (that turn's prompt and
+        response, two calls back) could have covered: their common prefix with the new prompt. An upper bound:
+        the last generated token has no cache entry yet."""
+        total = sum(len(c) for prompts, _ in self.calls for c in prompts)
+        covered = sum(_common_prefix(list(old_p) + list(old_o), list(new_p))
+                      for (olds, outs), (news, _) in zip(self.calls, self.calls[2:])
+                      for old_p, old_o, new_p in zip(olds, outs, news))
+        return covered / max(total, 1)
 
     def __call__(self, model, contexts, **kwargs):
         start = time.perf_counter()
         out = self._generate(model, contexts, **kwargs)
         self.generate_s += time.perf_counter() - start
+        self.calls.append((contexts, out))
         tok = model.tokenizer
         ids, mask = self._pad(contexts, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, side="left")
         start = time.perf_counter()
@@ -193,7 +207,7 @@ def run(argv: list[str] | None = None) -> int:
                       sampling_b=sampling, response_length=cfg.response_length, seed=cfg.seed, generate_fn=timer)
     torch.manual_seed(cfg.seed)
     env.rollout(model, 0, 1)  # warm-up (first-call overheads)
-    timer.generate_s = timer.prefill_s = 0.0
+    timer.reset()
 
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
@@ -205,7 +219,7 @@ def run(argv: list[str] | None = None) -> int:
         torch_threads=torch.get_num_threads(),
         mean_prompt_tokens=sum(len(r.query_ids) for r in batch.rollouts) / len(batch.rollouts),
         ours=dict(seconds=ours_s, tokens=ours_tokens, tokens_per_s=ours_tokens / ours_s,
-                  prefill_share=timer.prefill_s / max(timer.generate_s, 1e-9)),
+                  prefill_share=timer.prefill_s / max(timer.generate_s, 1e-9), reusable_share=timer.reusable_share()),
     )
     if not cfg.skip_seed_style:
         start = time.perf_counter()
@@ -245,7 +259,11 @@ def _print(report: dict) -> None:
             print(f"{name:<44} {r['tokens_per_s']:>9.1f} {r['tokens']:>7d} {r['seconds']:>8.1f}")
     if "speedup" in report:
         print(f"speedup: {report['speedup']:.1f}x")
-    print(f"prompt encoding (prefill) share of our generation time: {100 * report['ours']['prefill_share']:.1f}%")
+    ours = report["ours"]
+    print(f"prompt encoding (prefill) share of our generation time: {100 * ours['prefill_share']:.1f}%")
+    print(f"prompt tokens a speaker's KV cache from its previous turn could cover: {100 * ours['reusable_share']:.1f}% "
+          f"(cross-turn cache reuse could save at most {100 * ours['prefill_share'] * ours['reusable_share']:.1f}% "
+          "of generation time)")
     if "update" in report:
         print(f"\nPPO update ({report['turns']} rollouts, scores random, fresh process each, micro-batch "
               f"{next(iter(report['update'].values()))['micro_batch_size']})")

@@ -100,13 +100,18 @@ class BenchEvalConfig:
 
 
 @torch.no_grad()
-def seed_style_generate(transmitter, context: list[int], max_new_tokens: int, stops: list[int]) -> list[int]:
-    """The seed's decoding: one example, greedy, no KV cache (the full sequence is re-run for every token)."""
+def seed_style_generate(transmitter, context: list[int], max_new_tokens: int, stops: list[int],
+                        temperature: float | None = None, generator: torch.Generator | None = None) -> list[int]:
+    """The seed's decoding: one sequence, no KV cache (the full sequence is re-run for every token); greedy, or
+    sampled at ``temperature`` with ``generator``."""
     seq = list(context)
     device = transmitter.device
     for _ in range(max_new_tokens):
-        logits = transmitter.lm(torch.tensor([seq], device=device), use_cache=False).logits[0, -1]
-        nxt = int(logits.argmax())
+        logits = transmitter.lm(torch.tensor([seq], device=device), use_cache=False).logits[0, -1].float()
+        if temperature is None:
+            nxt = int(logits.argmax())
+        else:
+            nxt = int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
         seq.append(nxt)
         if nxt in stops:
             break

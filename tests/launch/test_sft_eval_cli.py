@@ -101,3 +101,16 @@ def test_bench_selfplay_measures_both_loops_and_both_update_modes(tiny_dir, tmp_
 def test_bench_selfplay_rejects_unknown_update_mode(tmp_path, capsys):
     assert cli(["bench", "selfplay", "--update_modes", "qlora", "--output_dir", str(tmp_path)]) == 2
     assert "qlora" in capsys.readouterr().err
+
+
+def test_reusable_share_counts_the_prefix_a_previous_turn_cached():
+    from launch.bench_selfplay import _TimedPrefill
+
+    timer = _TimedPrefill()
+    # turn 0 (A): prompt 1 2 3, reply 4 5; turn 1 (B): prompt 9 9; turn 2 (A): prompt extends A's cached 1..5
+    timer.calls = [([[1, 2, 3], [1, 2]], [[4, 5], [6]]), ([[9, 9], [9]], [[7], [7]]),
+                   ([[1, 2, 3, 4, 5, 6, 7], [1, 2, 0, 6]], [[8], [8]])]
+    total = 3 + 2 + 2 + 1 + 7 + 4
+    assert timer.reusable_share() == pytest.approx((5 + 2) / total)  # second dialogue: the re-tokenised reply differs
+    timer.reset()
+    assert timer.calls == [] and timer.reusable_share() == 0.0
