@@ -28,8 +28,13 @@ from launch.report import markdown_table, plot_metrics, read_metrics
 @dataclass
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "run folder; the report goes to <output_dir>/report"})
+    policy: str = field(default="embedded", metadata={"help": "causal LM to fine-tune: 'embedded' (SmolLM2-135M-Instruct), "
+                                                             "a hub id or a local path"})
+    receiver: str = field(default="embedded", metadata={"help": "Receiver encoder: 'embedded' (all-MiniLM-L6-v2), a hub "
+                                                               "id or a local path"})
     heldout_dialogues: int = field(default=8, metadata={"help": "sample dialogues kept out of SFT for evaluation"})
-    sft_steps: int = field(default=12, metadata={"help": "SFT optimizer steps (batch 4)"})
+    sft_steps: int = field(default=60, metadata={"help": "SFT optimizer steps (batch 4); with 12 the 135M policy still "
+                                                         "echoes its partner's line under greedy decoding"})
     max_history_tokens: int = field(default=96, metadata={"help": "history token budget in every stage (CPU-sized)"})
     eval_examples_per_dialogue: int = field(default=1, metadata={"help": "evaluated turns per held-out dialogue"})
     receiver_steps: int = field(default=20, metadata={"help": "Receiver optimizer steps"})
@@ -39,7 +44,16 @@ class DemoConfig:
     rl_max_exchanges: int = field(default=1, metadata={"help": "curriculum end: A+B exchanges per dialogue (1 = no curriculum)"})
     response_length: int = field(default=24, metadata={"help": "max tokens per self-play utterance"})
     sample_dialogues: int = field(default=2, metadata={"help": "held-out persona pairs shown before/after RL"})
+    sample_exchanges: int = field(default=2, metadata={"help": "A+B exchanges of each before/after sample dialogue"})
     seed: int = field(default=0, metadata={"help": "random seed of every stage"})
+
+    def __post_init__(self):
+        counts = ("heldout_dialogues", "sft_steps", "receiver_steps", "rl_steps", "rl_pairs_per_step",
+                  "rl_rollouts_per_pair", "rl_max_exchanges", "response_length", "sample_dialogues", "sample_exchanges",
+                  "eval_examples_per_dialogue", "max_history_tokens")
+        bad = [name for name in counts if getattr(self, name) < 1]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be >= 1")
 
 
 def _stage(name: str, module: str, argv: list[str], timings: dict[str, float]) -> None:
@@ -78,7 +92,7 @@ def sample_dialogues(model: Path, pairs: list[dict], cfg: DemoConfig) -> list[di
     out = []
     for pair in pairs:
         history: list[str] = []
-        for turn in range(2 * cfg.rl_max_exchanges):
+        for turn in range(2 * cfg.sample_exchanges):
             history.append(agent.reply(pair["persona_a"] if turn % 2 == 0 else pair["persona_b"], history))
         out.append({"persona_a": pair["persona_a"], "persona_b": pair["persona_b"], "turns": history})
     return out
@@ -118,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- 1. SFT (the first `heldout_dialogues` sample dialogues are kept for evaluation) ---
     _stage("sft", "launch.commands.sft", [
-        "--output_dir", str(sft_dir), "--skip_dialogues", str(cfg.heldout_dialogues), "--max_steps", str(cfg.sft_steps),
+        "--model", cfg.policy, "--output_dir", str(sft_dir), "--skip_dialogues", str(cfg.heldout_dialogues), "--max_steps", str(cfg.sft_steps),
         "--per_device_train_batch_size", "4", "--learning_rate", "5e-5", "--warmup_steps", "5", "--logging_steps", "5",
         "--save_strategy", "no", "--report_to", "none", "--with_value_head", "true",
         "--max_history_tokens", str(cfg.max_history_tokens), *seed], timings)
@@ -126,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- 2. Receiver ---
     _stage("receiver", "launch.commands.receiver", [
-        "--train_data", "sample", "--output_dir", str(rcv_dir), "--max_steps", str(cfg.receiver_steps),
+        "--train_data", "sample", "--model_name_or_path", cfg.receiver, "--output_dir", str(rcv_dir), "--max_steps", str(cfg.receiver_steps),
         "--per_device_train_batch_size", "16", "--learning_rate", "5e-5", "--num_eval_negatives", "19",
         "--save_steps", "0", *seed], timings)
 
