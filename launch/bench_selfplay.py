@@ -39,7 +39,7 @@ class BenchSelfPlayConfig:
     skip_seed_style: bool = field(default=False, metadata={"help": "only measure ours"})
     update_modes: list[str] = field(default_factory=lambda: ["full", "lora", "lora+ckpt"],
                                     metadata={"help": "PPO-update phases: 'full' or 'lora', '+ckpt' adds activation "
-                                                      "checkpointing (empty: none)"})
+                                                      "checkpointing ('none': self-play only)"})
     update_steps: int = field(default=2, metadata={"help": "PPOTrainer.step calls per update phase (first one is warm-up)"})
     num_ppo_epochs: int = field(default=1, metadata={"help": "PPO epochs per step in the update phases"})
     micro_batch_size: int = field(default=4, metadata={"help": "rollouts per forward/backward in the update phases "
@@ -51,6 +51,8 @@ class BenchSelfPlayConfig:
     def __post_init__(self):
         if min(self.num_pairs, self.rollouts_per_pair, self.num_exchanges, self.response_length) < 1:
             raise ValueError("num_pairs, rollouts_per_pair, num_exchanges and response_length must be >= 1")
+        if self.update_modes == ["none"]:
+            self.update_modes = []
         bad = [m for m in self.update_modes if m.removesuffix("+ckpt") not in ("full", "lora")]
         if bad:
             raise ValueError(f"update_modes: unknown mode(s) {bad}; choose from full, lora, full+ckpt, lora+ckpt")
