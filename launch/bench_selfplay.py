@@ -4,9 +4,9 @@
    - ours: ``rl.SelfPlayEnv.rollout`` (all dialogues of the batch generate each turn in one batched, KV-cached call);
    - seed-style: one dialogue at a time, the whole history re-encoded every turn, no KV cache (every new token
      re-runs the full sequence), the same sampling settings.
-   Reported as generated tokens/s. The share of our time spent encoding prompts (prefill) is measured too, and
-   the share of prompt tokens that a speaker's cache from its previous turn could cover: their product bounds
-   what reusing a speaker's KV cache across turns could save.
+   Reported as generated tokens/s, ours with and without reusing each speaker's KV cache across its turns. An
+   instrumented pass without reuse also measures the share of generation time spent encoding prompts (prefill) and
+   the share of prompt tokens that a speaker's cache from its previous turn covers.
 2. PPO update (``PPOTrainer.step`` on the rollouts from 1) for the full policy (+ frozen reference, AdamW over all
    weights) and for LoRA (reference = adapter-disabled base), optionally with activation checkpointing
    (``lora+ckpt``), in micro-batches of ``micro_batch_size``, each in a fresh child process so that its peak
@@ -203,26 +203,32 @@ def run(argv: list[str] | None = None) -> int:
     pairs = list(build_selfplay_pairs(read_dialogues(resolve_data_path(cfg.data)).dialogues, seed=cfg.seed))[: cfg.num_pairs]
     model = Transmitter.from_pretrained(cfg.model).eval()
     fmt = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
-    timer = _TimedPrefill()
     sampling = Sampling(True, cfg.temperature)
-    env = SelfPlayEnv(pairs, fmt, pairs_per_step=len(pairs), rollouts_per_pair=cfg.rollouts_per_pair, sampling_a=sampling,
-                      sampling_b=sampling, response_length=cfg.response_length, seed=cfg.seed, generate_fn=timer)
-    torch.manual_seed(cfg.seed)
-    env.rollout(model, 0, 1)  # warm-up (first-call overheads)
-    timer.reset()
 
-    torch.manual_seed(cfg.seed)
-    start = time.perf_counter()
-    batch = env.rollout(model, 0, cfg.num_exchanges)
-    ours_s = time.perf_counter() - start
-    ours_tokens = sum(len(r.response_ids) for r in batch.rollouts)
+    def timed_rollout(**env_kw):
+        env = SelfPlayEnv(pairs, fmt, pairs_per_step=len(pairs), rollouts_per_pair=cfg.rollouts_per_pair,
+                          sampling_a=sampling, sampling_b=sampling, response_length=cfg.response_length, seed=cfg.seed,
+                          **env_kw)
+        torch.manual_seed(cfg.seed)
+        start = time.perf_counter()
+        batch = env.rollout(model, 0, cfg.num_exchanges)
+        seconds = time.perf_counter() - start
+        tokens = sum(len(r.response_ids) for r in batch.rollouts)
+        return batch, dict(seconds=seconds, tokens=tokens, tokens_per_s=tokens / seconds)
+
+    timed_rollout()  # warm-up (first-call overheads)
+    batch, ours = timed_rollout()  # the default: batched per turn, each speaker's KV cache reused across its turns
     report: dict = dict(
         model=cfg.model, dialogues=len(batch.dialogues), turns=len(batch.rollouts), response_length=cfg.response_length,
         torch_threads=torch.get_num_threads(),
-        mean_prompt_tokens=sum(len(r.query_ids) for r in batch.rollouts) / len(batch.rollouts),
-        ours=dict(seconds=ours_s, tokens=ours_tokens, tokens_per_s=ours_tokens / ours_s,
-                  prefill_share=timer.prefill_s / max(timer.generate_s, 1e-9), reusable_share=timer.reusable_share()),
+        mean_prompt_tokens=sum(len(r.query_ids) for r in batch.rollouts) / len(batch.rollouts), ours=ours,
     )
+    report["ours_no_reuse"] = timed_rollout(reuse_kv_cache=False)[1]
+    report["reuse_speedup"] = ours["tokens_per_s"] / report["ours_no_reuse"]["tokens_per_s"]
+    timer = _TimedPrefill()  # an instrumented pass without reuse: how much of generation is prefill, how much reusable
+    timed_rollout(generate_fn=timer)
+    report["prefill_share"] = timer.prefill_s / max(timer.generate_s, 1e-9)
+    report["reusable_share"] = timer.reusable_share()
     if not cfg.skip_seed_style:
         start = time.perf_counter()
         seed_out = seed_style_selfplay(model, fmt, pairs, cfg)
@@ -253,19 +259,19 @@ def run(argv: list[str] | None = None) -> int:
 def _print(report: dict) -> None:
     print(f"Self-play: {report['dialogues']} dialogues, {report['turns']} turns, <= {report['response_length']} tokens/turn, "
           f"mean prompt {report['mean_prompt_tokens']:.0f} tokens, {report['torch_threads']} threads")
-    print(f"{'method':<44} {'tokens/s':>9} {'tokens':>7} {'seconds':>8}")
-    rows = [("ours (batched per turn, KV cache)", "ours"), ("seed-style (1 dialogue, no cache, re-encode)", "seed_style")]
+    print(f"{'method':<54} {'tokens/s':>9} {'tokens':>7} {'seconds':>8}")
+    rows = [("ours (batched per turn, KV cache reused across turns)", "ours"),
+            ("ours without cross-turn reuse", "ours_no_reuse"),
+            ("seed-style (1 dialogue, no cache, re-encode)", "seed_style")]
     for name, key in rows:
         if key in report:
             r = report[key]
-            print(f"{name:<44} {r['tokens_per_s']:>9.1f} {r['tokens']:>7d} {r['seconds']:>8.1f}")
+            print(f"{name:<54} {r['tokens_per_s']:>9.1f} {r['tokens']:>7d} {r['seconds']:>8.1f}")
     if "speedup" in report:
-        print(f"speedup: {report['speedup']:.1f}x")
-    ours = report["ours"]
-    print(f"prompt encoding (prefill) share of our generation time: {100 * ours['prefill_share']:.1f}%")
-    print(f"prompt tokens a speaker's KV cache from its previous turn could cover: {100 * ours['reusable_share']:.1f}% "
-          f"(cross-turn cache reuse could save at most {100 * ours['prefill_share'] * ours['reusable_share']:.1f}% "
-          "of generation time)")
+        print(f"speedup over seed-style: {report['speedup']:.1f}x")
+    print(f"cross-turn cache reuse: {report['reuse_speedup']:.2f}x; without it, prompt encoding (prefill) takes "
+          f"{100 * report['prefill_share']:.1f}% of generation time and {100 * report['reusable_share']:.1f}% of prompt "
+          "tokens were in the speaker's cache from its previous turn")
     if "update" in report:
         print(f"\nPPO update ({report['turns']} rollouts, scores random, fresh process each, micro-batch "
               f"{next(iter(report['update'].values()))['micro_batch_size']})")

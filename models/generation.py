@@ -1,11 +1,14 @@
-"""Batched, left-padded, KV-cached response generation for a Transmitter (or any object with ``.lm``/``.tokenizer``)."""
+"""Batched, left-padded, KV-cached response generation for a Transmitter (or any object with ``.lm``/``.tokenizer``);
+``generate_with_cache`` also reuses a speaker's cache from its previous turn (``models.kv_reuse``)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
 
+from models.kv_reuse import RowCache, prefixed_batch, split_rows
 from models.transmitter import pad_batch
 
 
@@ -36,11 +39,63 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
     Returns:
         Per context, the generated ids up to and including the first stop token (no padding).
     """
+    _check_contexts(contexts)
     if not contexts:
         return []
+    tok, lm = transmitter.tokenizer, transmitter.lm
+    kw, stops = _generate_kwargs(tok, max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, eos_token_id)
+    device = next(lm.parameters()).device
+    step = batch_size or len(contexts)
+    results: list[list[int]] = []
+    with _eval_mode(lm), torch.no_grad():
+        for start in range(0, len(contexts), step):
+            ids, mask = pad_batch(contexts[start:start + step], kw["pad_token_id"], side="left")
+            out = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
+            results += _cut_at_stop(out[:, ids.size(1):].tolist(), stops)
+    return results
+
+
+def generate_with_cache(transmitter, contexts: Sequence[Sequence[int]], caches: Sequence[RowCache | None], *,
+                        max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
+                        top_p: float = 1.0, eos_token_id: int | list[int] | None = None
+                        ) -> tuple[list[list[int]], list[RowCache | None]]:
+    """``generate`` for a batch whose rows may continue an earlier call (``models.kv_reuse``).
+
+    Args:
+        contexts: prompt token ids, any lengths.
+        caches: per context, the ``RowCache`` this row's speaker left at its previous turn, or None.
+        Other arguments as in ``generate`` (one batch, no beam search).
+
+    Returns:
+        ``(responses, caches)``: the generated ids (up to and including the first stop token) and, per row, the
+        ``RowCache`` of this call (prompt + response) to pass to the speaker's next call; None entries where the
+        model's cache cannot be reused.
+    """
+    _check_contexts(contexts)
+    if len(caches) != len(contexts):
+        raise ValueError(f"{len(contexts)} contexts but {len(caches)} caches")
+    if not contexts:
+        return [], []
+    tok, lm = transmitter.tokenizer, transmitter.lm
+    kw, stops = _generate_kwargs(tok, max_new_tokens, do_sample, temperature, top_k, top_p, 1, eos_token_id)
+    device = next(lm.parameters()).device
+    ids, mask, cache = prefixed_batch(contexts, caches, kw["pad_token_id"])
+    if cache is not None:  # built on the device of the cached tensors, the model's
+        kw["cache"] = cache
+    with _eval_mode(lm), torch.no_grad():
+        out = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device), return_dict_in_generate=True, **kw)
+    new = out.sequences[:, ids.size(1):]
+    responses = _cut_at_stop(new.tolist(), stops)
+    return responses, split_rows(getattr(out, "cache", None), ids, mask, responses, new.size(1))
+
+
+def _check_contexts(contexts: Sequence[Sequence[int]]) -> None:
     if any(len(c) == 0 for c in contexts):
         raise ValueError("every context needs at least one token")
-    tok, lm = transmitter.tokenizer, transmitter.lm
+
+
+def _generate_kwargs(tok, max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, eos_token_id):
+    """HF ``generate`` keyword arguments and the stop ids (default EOS and ``<|im_end|>``)."""
     stops = stop_token_ids(tok) if eos_token_id is None else eos_token_id
     stops = [stops] if isinstance(stops, int) else list(stops)
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
@@ -50,20 +105,23 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
         kw.update(temperature=temperature, top_k=top_k or None, top_p=top_p)
     else:  # silence the model's generation_config sampling defaults
         kw.update(temperature=None, top_k=None, top_p=None)
-    device = next(lm.parameters()).device
-    step = batch_size or len(contexts)
-    results: list[list[int]] = []
-    was_training = lm.training
-    lm.eval()
+    return kw, stops
+
+
+def _cut_at_stop(rows: list[list[int]], stops: list[int]) -> list[list[int]]:
+    """Each row up to and including its first stop token (the padding after it dropped)."""
+    out = []
+    for row in rows:
+        cut = next((i for i, t in enumerate(row) if t in stops), None)
+        out.append(row if cut is None else row[: cut + 1])
+    return out
+
+
+@contextlib.contextmanager
+def _eval_mode(module):
+    was_training = module.training
+    module.eval()
     try:
-        for start in range(0, len(contexts), step):
-            chunk = contexts[start:start + step]
-            ids, mask = pad_batch(chunk, pad, side="left")
-            with torch.no_grad():
-                out = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
-            for row in out[:, ids.size(1):].tolist():
-                cut = next((i for i, t in enumerate(row) if t in stops), None)
-                results.append(row if cut is None else row[: cut + 1])
+        yield
     finally:
-        lm.train(was_training)
-    return results
+        module.train(was_training)

@@ -100,6 +100,9 @@ class PPOConfig:
     train_partner_turns: bool = field(
         default=True, metadata={"help": "also train on B's turns (ignored with a frozen partner)"}
     )
+    reuse_kv_cache: bool = field(default=True, metadata={
+        "help": "a speaker's next turn reuses the KV cache of its previous prompt and response (only the new tokens "
+                "are encoded); models whose cache is not plain full attention fall back to a full prefill"})
 
     # --- rewards ---
     reward_funcs: list[str] = field(

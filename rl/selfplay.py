@@ -1,8 +1,10 @@
 """Self-play: two speakers with their own personas talk; every turn becomes a ``Rollout`` for its speaker.
 
 Both speakers are the policy unless a frozen partner plays B. Each turn, all dialogues of the batch generate
-together (one batched, left-padded, KV-cached ``models.generation.generate`` call per turn), each speaker with its
-own sampling settings; the speaker's prompt is ``PromptFormatter.encode_context(own persona, history)``.
+together (one batched, left-padded, KV-cached call per turn), each speaker with its own sampling settings; the
+speaker's prompt is ``PromptFormatter.encode_context(own persona, history)``. With ``reuse_kv_cache`` a speaker's
+call continues from the KV cache of its own previous prompt and response (``models.kv_reuse``), so only the
+tokens added since (the partner's reply, the re-opened turn) are encoded.
 Scoring happens after the whole batch of dialogues is done, so turn-level rewards see the full transcript.
 """
 
@@ -53,12 +55,6 @@ class SelfPlayBatch:
         return [r for r in self.rollouts if r.trainable]
 
 
-def _default_generate(model, contexts, **kwargs):
-    from models.generation import generate
-
-    return generate(model, contexts, **kwargs)
-
-
 class SelfPlayEnv:
     """Persona-pair self-play.
 
@@ -76,14 +72,16 @@ class SelfPlayEnv:
         train_partner_turns: with the policy as B, also train on B's turns.
         use_first_utterance: A's first line is the data's opening line (not trained); B replies first.
         seed, process_index, num_processes: which pairs each process takes at each step (deterministic).
-        generate_fn: ``(model, contexts, **sampling) -> list[list[int]]`` (default ``models.generation.generate``).
+        generate_fn: ``(model, contexts, **sampling) -> list[list[int]]``; default: ``models.generation``'s
+            ``generate_with_cache`` with ``reuse_kv_cache``, else ``generate``.
+        reuse_kv_cache: reuse each speaker's KV cache across its turns (ignored with a custom ``generate_fn``).
     """
 
     def __init__(self, pairs: Sequence[dict], formatter, reward_fn: Callable | None = None, *, pairs_per_step: int = 4,
                  rollouts_per_pair: int = 6, sampling_a: Sampling | None = None, sampling_b: Sampling | None = None,
                  response_length: int = 32, stop_on_eos: bool = True, partner=None, train_partner_turns: bool = True,
                  use_first_utterance: bool = False, seed: int = 0, process_index: int = 0, num_processes: int = 1,
-                 generate_fn: Callable | None = None):
+                 generate_fn: Callable | None = None, reuse_kv_cache: bool = True):
         if not pairs:
             raise ValueError("self-play needs at least one persona pair")
         self.pairs = list(pairs)
@@ -95,7 +93,8 @@ class SelfPlayEnv:
         self.partner, self.train_partner_turns = partner, train_partner_turns
         self.use_first_utterance = use_first_utterance
         self.seed, self.process_index, self.num_processes = seed, process_index, num_processes
-        self.generate_fn = generate_fn or _default_generate
+        self.generate_fn = generate_fn
+        self.reuse_kv_cache = reuse_kv_cache and generate_fn is None
 
     def pairs_for_step(self, step: int) -> list[dict]:
         """This process's pairs at ``step``: a fresh seeded shuffle per pass over the data, no state to save."""
@@ -130,6 +129,7 @@ class SelfPlayEnv:
                     d.speakers.append("A")
                 dialogues.append(d)
         rollouts = []
+        caches: dict[tuple[int, str], Any] = {}  # (dialogue index, speaker) → its RowCache from its previous turn
         for _ in range(2 * num_exchanges):
             # all dialogues are at the same turn, so one speaker generates for the whole batch
             turn = len(dialogues[0].turns)
@@ -137,8 +137,17 @@ class SelfPlayEnv:
             contexts = [self.formatter.encode_context(d.persona_a if speaker == "A" else d.persona_b, d.turns) for d in dialogues]
             model = self.partner if (speaker == "B" and self.partner is not None) else policy
             s = self.sampling[speaker]
-            outs = self.generate_fn(model, contexts, max_new_tokens=self.response_length, do_sample=s.do_sample,
-                                    temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+            kw = dict(max_new_tokens=self.response_length, do_sample=s.do_sample, temperature=s.temperature,
+                      top_k=s.top_k, top_p=s.top_p)
+            if self.reuse_kv_cache:
+                from models.generation import generate_with_cache
+
+                outs, new = generate_with_cache(model, contexts, [caches.get((k, speaker)) for k in range(len(contexts))], **kw)
+                caches.update({(k, speaker): c for k, c in enumerate(new)})
+            else:
+                from models.generation import generate
+
+                outs = (self.generate_fn or generate)(model, contexts, **kw)
             trainable = speaker == "A" or (self.partner is None and self.train_partner_turns)
             for d, ctx, out in zip(dialogues, contexts, outs):
                 response = self._cut(list(out))

@@ -83,19 +83,21 @@ def test_bench_dispatcher(capsys):
 
 def test_bench_selfplay_measures_both_loops_and_both_update_modes(tiny_dir, tmp_path, capsys):
     rc = cli(["bench", "selfplay", "--model", str(tiny_dir), "--num_pairs", "2", "--rollouts_per_pair", "1",
-              "--num_exchanges", "1", "--response_length", "4", "--max_history_tokens", "32",
+              "--num_exchanges", "2", "--response_length", "4", "--max_history_tokens", "32",
               "--micro_batch_size", "2", "--update_modes", "full", "lora+ckpt", "--output_dir", str(tmp_path)])
     assert rc == 0
     rep = json.loads((tmp_path / "bench_selfplay.json").read_text())
-    assert rep["turns"] == 4 and rep["dialogues"] == 2
-    assert 0 < rep["ours"]["tokens"] <= 16 and 0 < rep["seed_style"]["tokens"] <= 16
-    assert rep["speedup"] > 0 and rep["ours"]["prefill_share"] > 0
+    assert rep["turns"] == 8 and rep["dialogues"] == 2
+    for key in ("ours", "ours_no_reuse", "seed_style"):
+        assert 0 < rep[key]["tokens"] <= 32 and rep[key]["tokens_per_s"] > 0, key
+    assert rep["speedup"] > 0 and rep["reuse_speedup"] > 0 and 0 < rep["prefill_share"] < 1
+    assert 0 < rep["reusable_share"] < 1  # the second exchange starts from each speaker's cached first turn
     full, lora = rep["update"]["full"], rep["update"]["lora+ckpt"]
     assert full["micro_batch_size"] == 2
     assert lora["trainable_parameters"] < full["trainable_parameters"]
     assert full["tokens_per_s"] > 0 and lora["peak_rss_mb"] > 0 and full["skipped"] == 0.0
     printed = capsys.readouterr().out
-    assert "speedup" in printed and "peak RSS" in printed
+    assert "speedup over seed-style" in printed and "cross-turn cache reuse" in printed and "peak RSS" in printed
 
 
 def test_bench_selfplay_rejects_unknown_update_mode(tmp_path, capsys):

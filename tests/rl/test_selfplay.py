@@ -108,3 +108,47 @@ def test_score_passes_selfplay_kwargs_and_components(policy, formatter):
     a_turns = [r for r in batch.rollouts if r.info["speaker"] == "A"]
     assert all(r.score == len(r.response_text) + 1.0 and r.components["one"] == 1.0 for r in a_turns)
     assert all(r.score is None and not r.trainable for r in batch.rollouts if r.info["speaker"] == "B")
+
+
+class PrefillWidth:
+    """Records the width of the first forward of every ``generate`` call (its prefill)."""
+
+    def __init__(self, model):
+        self.widths, self._fresh = [], True
+        model.lm.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        if self._fresh:
+            self.widths.append(kwargs["input_ids"].shape[1])
+            self._fresh = False
+
+    def next_call(self):
+        self._fresh = True
+
+
+def test_kv_cache_reuse_changes_no_token_and_encodes_less(tiny_model_dir, formatter):
+    """Greedy self-play over 3 exchanges: the same transcripts and rollouts with and without cross-turn reuse, and
+    from each speaker's second turn on, the prefill covers only the tokens added since its previous turn."""
+    greedy = Sampling(False)
+    batches, widths = {}, {}
+    for reuse in (False, True):
+        model = Transmitter.from_pretrained(str(tiny_model_dir)).eval()
+        probe = PrefillWidth(model)
+        env = SelfPlayEnv(PAIRS, formatter, pairs_per_step=3, rollouts_per_pair=1, response_length=8, sampling_a=greedy,
+                          sampling_b=greedy, reuse_kv_cache=reuse)
+        real = model.lm.generate
+
+        def generate_and_mark(*args, _real=real, _probe=probe, **kw):
+            _probe.next_call()
+            return _real(*args, **kw)
+
+        model.lm.generate = generate_and_mark
+        batches[reuse] = env.rollout(model, step=0, num_exchanges=3)
+        widths[reuse] = probe.widths
+    plain, reused = batches[False], batches[True]
+    assert [d.turns for d in plain.dialogues] == [d.turns for d in reused.dialogues]
+    assert [r.response_ids for r in plain.rollouts] == [r.response_ids for r in reused.rollouts]
+    assert [r.query_ids for r in plain.rollouts] == [r.query_ids for r in reused.rollouts]
+    assert len(widths[True]) == len(widths[False]) == 6
+    assert widths[True][:2] == widths[False][:2]  # first turn of each speaker: nothing to reuse
+    assert all(w < p for w, p in zip(widths[True][2:], widths[False][2:])), widths
