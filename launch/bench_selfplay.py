@@ -85,15 +85,6 @@ def seed_style_selfplay(transmitter, formatter, pairs: list[dict], cfg: BenchSel
     return out
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class _TimedPrefill:
     """Wraps ``generate_fn`` to time, besides each call, one batched forward over the same prompts (the prefill).
 
@@ -116,7 +107,9 @@ class _TimedPrefill:
         response, two calls back) could have covered: their common prefix with the new prompt. An upper bound:
         the last generated token has no cache entry yet."""
         total = sum(len(c) for prompts, _ in self.calls for c in prompts)
-        covered = sum(_common_prefix(list(old_p) + list(old_o), list(new_p))
+        from models.kv_reuse import common_prefix
+
+        covered = sum(common_prefix(list(old_p) + list(old_o), list(new_p))
                       for (olds, outs), (news, _) in zip(self.calls, self.calls[2:])
                       for old_p, old_o, new_p in zip(olds, outs, news))
         return covered / max(total, 1)

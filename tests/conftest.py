@@ -45,3 +45,19 @@ def _fresh_accelerate_state():
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_receiver_dir(tmp_path_factory) -> Path:
+    """A saved 1-layer, 32-wide random BERT Receiver over the real all-MiniLM-L6-v2 tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from models.embedded import embedded_receiver_path
+    from models.receiver import Receiver
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_receiver_path())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    return Receiver(BertModel(cfg), tokenizer).save_pretrained(tmp_path_factory.mktemp("tiny_receiver") / "encoder")

@@ -5,12 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoTokenizer, BertConfig, BertModel
 
 from launch.cli import main
-from models.embedded import embedded_receiver_path
-from models.receiver import Receiver
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "rl"))
@@ -18,15 +14,8 @@ from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E4
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_demo")
-    policy = build_tiny_model_dir(root / "policy", load_smollm2_tokenizer())
-    tok = AutoTokenizer.from_pretrained(embedded_receiver_path())
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    receiver = Receiver(BertModel(cfg), tok).save_pretrained(root / "receiver")
-    return policy, receiver
+def tiny_models(tmp_path_factory, tiny_receiver_dir):
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny_demo"), load_smollm2_tokenizer()), tiny_receiver_dir
 
 
 def test_demo_runs_every_stage_and_writes_the_report(tiny_models, tmp_path, capsys):

@@ -3,11 +3,9 @@ import json
 import pytest
 import torch
 import yaml
-from transformers import AutoTokenizer, BertConfig, BertModel
 
 from data_prep import PersonaDialogue, write_jsonl
 from launch.cli import main
-from models.embedded import embedded_receiver_path
 from models.receiver import Receiver
 
 WORDS = ["hiking", "chess", "jazz", "baking", "surfing", "painting", "fishing", "gardening", "poetry", "karate",
@@ -15,12 +13,8 @@ WORDS = ["hiking", "chess", "jazz", "baking", "surfing", "painting", "fishing", 
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    tokenizer = AutoTokenizer.from_pretrained(embedded_receiver_path())
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
-    return Receiver(BertModel(cfg), tokenizer).save_pretrained(tmp_path_factory.mktemp("tiny") / "encoder")
+def tiny_model_dir(tiny_receiver_dir):
+    return tiny_receiver_dir
 
 
 @pytest.fixture(scope="module")
