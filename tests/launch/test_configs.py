@@ -72,3 +72,39 @@ def test_custom_reward_experiment_runs_a_step_on_cpu(tmp_path, monkeypatch):
     (row,) = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     for name in ("reward/persona", "reward/fluency", "reward/coherence", "reward/repetition", "reward/length"):
         assert name in row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["p2_sample", "spc_ppo"])
+def test_cpu_rl_experiment_runs_a_step(name, tmp_path, monkeypatch, spc_valid_path, cache_env):
+    """The CPU-sized PPO recipes run as written (data, rewards, schedule), on a tiny policy and a shortened run."""
+    sys.path.insert(0, str(REPO / "tests" / "rl"))
+    from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer
+
+    from launch.cli import main
+
+    monkeypatch.chdir(REPO)  # spc_ppo names ../shared/data relative to the repo
+    tiny = build_tiny_model_dir(tmp_path / "tiny", load_smollm2_tokenizer())
+    out = tmp_path / "run"
+    rc = main(["rl", "--config", str(REPO / f"launch/configs/experiments/{name}.yaml"), "--model_name_or_path", str(tiny),
+               "--output_dir", str(out), "--max_steps", "1", "--pairs_per_step", "1", "--rollouts_per_pair", "2",
+               "--response_length", "4", "--max_exchanges", "1", "--save_steps", "0", "--disable_tqdm", "true"])
+    assert rc == 0
+    (row,) = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    for reward in yaml.safe_load((REPO / f"launch/configs/experiments/{name}.yaml").read_text())["reward_funcs"]:
+        assert f"reward/{reward}" in row, reward
+
+
+@pytest.mark.slow
+def test_receiver_spc_experiment_runs_a_step(tmp_path, monkeypatch, spc_valid_path, cache_env, tiny_receiver_dir):
+    from launch.cli import main
+
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "receiver"
+    rc = main(["receiver", "--config", str(REPO / "launch/configs/experiments/receiver_spc.yaml"), "--model_name_or_path",
+               str(tiny_receiver_dir), "--output_dir", str(out), "--max_steps", "1", "--max_eval_examples", "50",
+               "--skip_baselines", "true", "--save_steps", "0"])
+    assert rc == 0
+    metrics = json.loads((out / "receiver_metrics.json").read_text())
+    assert metrics["eval_dialogues"] == 200 and metrics["train_dialogues"] == 799 and metrics["steps"] == 1
+    assert metrics["results"]["trained receiver"]["num_candidates"] == 20
