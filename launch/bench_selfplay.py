@@ -106,9 +106,9 @@ class _TimedPrefill:
         """Share of all prompt tokens that a speaker's KV cache from its previous turn (that turn's prompt and
         response, two calls back) could have covered: their common prefix with the new prompt. An upper bound:
         the last generated token has no cache entry yet."""
-        total = sum(len(c) for prompts, _ in self.calls for c in prompts)
         from models.kv_reuse import common_prefix
 
+        total = sum(len(c) for prompts, _ in self.calls for c in prompts)
         covered = sum(common_prefix(list(old_p) + list(old_o), list(new_p))
                       for (olds, outs), (news, _) in zip(self.calls, self.calls[2:])
                       for old_p, old_o, new_p in zip(olds, outs, news))
