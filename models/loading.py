@@ -34,3 +34,12 @@ def resolve_model_path(name_or_path: str | Path = EMBEDDED, kind: str = "policy"
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise FileNotFoundError(f"{name}: no such model directory")
     return name
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``"auto"`` (or None) → ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else unchanged."""
+    if device in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)

@@ -60,3 +60,45 @@ def paired_bootstrap(a: Sequence[float] | torch.Tensor, b: Sequence[float] | tor
     tail = (1 - confidence) / 2
     lo, hi = means[int(tail * (num_samples - 1))], means[int(round((1 - tail) * (num_samples - 1)))]
     return {"diff": diff.mean().item(), "low": lo.item(), "high": hi.item()}
+
+
+def percentile_interval(values: torch.Tensor, confidence: float) -> tuple[float, float]:
+    """Percentile interval of (S,) resampled values (NaNs dropped)."""
+    v = values[~torch.isnan(values)].sort().values
+    if v.numel() == 0:
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2
+    return v[int(tail * (v.numel() - 1))].item(), v[int(round((1 - tail) * (v.numel() - 1)))].item()
+
+
+def ratio_of_sums(num: torch.Tensor, den: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ num / Σ den over units (N,), or per resample over ``idx`` (S, N) → (S,); NaN where Σ den = 0."""
+    if idx is not None:
+        num, den = num[idx], den[idx]  # (S, N)
+    n, d = num.sum(-1), den.sum(-1)
+    return torch.where(d > 0, n / d.clamp(min=1e-12), torch.full_like(n, float("nan")))
+
+
+def bootstrap_indices(num_units: int, num_samples: int = 2000, seed: int = 0) -> torch.Tensor:
+    """(S, N) unit indices drawn with replacement: one paired resample per row."""
+    if num_units < 1:
+        raise ValueError("the bootstrap needs at least one unit")
+    return torch.randint(num_units, (num_samples, num_units), generator=torch.Generator().manual_seed(seed))
+
+
+def paired_interval(a: torch.Tensor, b: torch.Tensor, a_boot: torch.Tensor, b_boot: torch.Tensor,
+                    confidence: float = 0.95, basic: bool = False) -> dict[str, float]:
+    """Difference a − b and relative change a / b − 1 of two statistics, with bootstrap intervals.
+
+    ``a``, ``b`` are the statistics on the data; ``a_boot``, ``b_boot`` (S,) on the same paired resamples.
+    Percentile intervals, or with ``basic`` the basic bootstrap (2·estimate − upper, 2·estimate − lower).
+    Returns ``{"diff", "low", "high", "rel", "rel_low", "rel_high"}`` (relative terms NaN where b is 0).
+    """
+    a, b = float(a), float(b)
+    diff, rel = a - b, (a / b - 1 if b != 0 else float("nan"))
+    lo, hi = percentile_interval(a_boot - b_boot, confidence)
+    rel_boot = torch.where(b_boot != 0, a_boot / b_boot - 1, torch.full_like(a_boot, float("nan")))
+    rel_lo, rel_hi = percentile_interval(rel_boot, confidence)
+    if basic:
+        lo, hi, rel_lo, rel_hi = 2 * diff - hi, 2 * diff - lo, 2 * rel - rel_hi, 2 * rel - rel_lo
+    return {"diff": diff, "low": lo, "high": hi, "rel": rel, "rel_low": rel_lo, "rel_high": rel_hi}

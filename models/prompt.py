@@ -114,6 +114,11 @@ class PromptFormatter:
         """Persona, then history (left-truncated), then the response-opening marker."""
         return self.encode_persona(persona) + self.encode_history(history) + list(self._open_ids)
 
+    @property
+    def response_open_ids(self) -> list[int]:
+        """The marker that opens a response (what ``encode_context`` ends with)."""
+        return list(self._open_ids)
+
     def encode_response(self, text: str) -> list[int]:
         """Response tokens followed by the end marker (which generation stops on)."""
         body = text.strip()

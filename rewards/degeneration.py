@@ -7,27 +7,9 @@ within a few steps on a small policy unless something penalises them. Use with a
 
 from __future__ import annotations
 
+from models.text_metrics import repeated_ngram_fraction
 from rewards.base import as_texts
 from rewards.registry import register_reward
-
-
-def repeated_ngram_fraction(text: str, n: int = 3) -> float:
-    """Share of the word n-grams of ``text`` already seen earlier in it; 0 for fewer than two n-grams.
-
-    Words are lower-cased and stripped of surrounding punctuation; an utterance shorter than ``n`` words
-    uses its unigrams.
-    """
-    words = [w.strip(".,!?;:\"'()").lower() for w in text.split()]
-    words = [w for w in words if w]
-    k = n if len(words) >= n else 1
-    grams = [tuple(words[i:i + k]) for i in range(len(words) - k + 1)]
-    if len(grams) < 2:
-        return 0.0
-    seen, repeated = set(), 0
-    for g in grams:
-        repeated += g in seen
-        seen.add(g)
-    return repeated / len(grams)
 
 
 @register_reward("degeneration", weight=-1.0)

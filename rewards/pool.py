@@ -81,7 +81,7 @@ class ScorerPool:
 
     def lm_scorer(self):
         if self._lm_scorer is None:
-            from rewards.scorers import LMScorer
+            from models.scorers import LMScorer
 
             t = self.transmitter()
             self._lm_scorer = LMScorer(t, t.tokenizer, disable_adapter=self.disable_adapter)
@@ -89,7 +89,7 @@ class ScorerPool:
 
     def nup_scorer(self):
         if self._nup_scorer is None:
-            from rewards.scorers import NUPScorer
+            from models.scorers import NUPScorer
 
             self._nup_scorer = NUPScorer(self.transmitter(), disable_adapter=self.disable_adapter)
         return self._nup_scorer

@@ -1,4 +1,5 @@
-"""``p2bot eval``: F1, Hits@1 (NUP head and LM likelihood) and perplexity of a Transmitter on a data set.
+"""``p2bot eval``: F1, Hits@1 (NUP head and LM likelihood) and perplexity of a Transmitter on a data set; with
+``--selfplay``, self-play on held-out persona pairs scored by frozen judges (``launch.commands.eval_selfplay``).
 
 Hits@1 ranks the gold response among ``num_candidates`` (the data's own candidates, else responses of other
 dialogues drawn with ``seed``). Perplexity is over the gold response tokens (incl. the end marker) at the
@@ -20,6 +21,7 @@ from data_prep import DataFormatError
 from launch.commands.sft import load_dialogues
 from launch.config_io import parse_configs, save_resolved_config
 from models.evaluation import build_eval_examples, evaluate_transmitter
+from models.loading import resolve_device
 from models.prompt import PromptFormatter
 from models.transmitter import Transmitter
 
@@ -39,7 +41,8 @@ class EvalConfig:
     max_history_tokens: int = field(default=256, metadata={"help": "history token budget (left-truncated)"})
     max_new_tokens: int = field(default=32, metadata={"help": "generated response length cap"})
     batch_size: int = field(default=16, metadata={"help": "contexts per generation batch"})
-    do_sample: bool = field(default=False, metadata={"help": "sample instead of greedy / beam search"})
+    do_sample: bool | None = field(default=None, metadata={
+        "help": "sample instead of greedy / beam search (default: greedy for F1, sampling for --selfplay)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_k: int = field(default=0, metadata={"help": "top-k sampling (0 = off)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
@@ -47,8 +50,49 @@ class EvalConfig:
     seed: int = field(default=0, metadata={"help": "seed of distractor / turn sampling and of generation"})
     output_dir: str = field(default="runs/eval", metadata={"help": "where eval_results.json is written"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."})
+
+    # --- self-play evaluation (--selfplay) ---
+    selfplay: bool = field(default=False, metadata={"help": "evaluate self-play on held-out persona pairs with frozen judges"})
+    pairs: int = field(default=32, metadata={"help": "--selfplay: persona pairs (the first N of the selected dialogues; 0 = all)"})
+    dialogues_per_pair: int = field(default=2, metadata={"help": "--selfplay: dialogues per pair"})
+    exchanges: int = field(default=3, metadata={"help": "--selfplay: A+B exchanges per dialogue"})
+    partner: str | None = field(default=None, metadata={
+        "help": "--selfplay: a fixed partner model that speaks as B for every evaluated model (only A is judged)"})
+    compare: str | None = field(default=None, metadata={
+        "help": "--selfplay: a second model run on the same pairs and seeds; differences are model - compare, with "
+                "paired-bootstrap CIs"})
+    judge_encoder: str = field(default="embedded", metadata={
+        "help": "--selfplay: frozen encoder that ranks the speaker's persona ('embedded': untrained all-MiniLM-L6-v2)"})
+    judge_aggregate: str = field(default="mean", metadata={"help": "--selfplay: mean or max of the per-utterance scores"})
+    judge_lm: str = field(default="embedded", metadata={
+        "help": "--selfplay: frozen LM for NLL/PPL ('embedded': the untuned SmolLM2-135M-Instruct)"})
+    judge_context: str = field(default="persona_history", metadata={
+        "help": "--selfplay: what the judge LM conditions on: persona_history, history or none"})
+    receiver: str | None = field(default=None, metadata={
+        "help": "--selfplay: also rank personas with this trained Receiver (reported apart: RL optimised it)"})
+    nli_model: str | None = field(default=None, metadata={
+        "help": "--selfplay: MNLI-style sequence-classification checkpoint for contradictions (none: skipped)"})
+    num_persona_candidates: int = field(default=20, metadata={"help": "--selfplay: own persona + distractors"})
+    bootstrap_samples: int = field(default=2000, metadata={"help": "--selfplay: bootstrap resamples"})
+    batch_pairs: int = field(default=8, metadata={"help": "--selfplay: persona pairs generated together"})
+    num_sample_dialogues: int = field(default=4, metadata={"help": "--selfplay: dialogues written to the samples file"})
 
     def __post_init__(self):
+        if self.do_sample is None:
+            self.do_sample = self.selfplay
+        if self.selfplay:
+            for name in ("dialogues_per_pair", "exchanges", "batch_pairs", "bootstrap_samples", "max_new_tokens"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
+            if self.num_beams > 1:
+                raise ValueError("--selfplay does not support beam search (num_beams > 1)")
+            if self.judge_aggregate not in ("mean", "max"):
+                raise ValueError(f"judge_aggregate={self.judge_aggregate!r}: expected mean or max")
+            if self.judge_context not in ("persona_history", "history", "none"):
+                raise ValueError(f"judge_context={self.judge_context!r}: expected persona_history, history or none")
+            if self.num_persona_candidates < 2:
+                raise ValueError(f"num_persona_candidates={self.num_persona_candidates}: must be at least 2")
         if self.num_beams > 1 and self.do_sample:
             raise ValueError("num_beams > 1 and do_sample are exclusive: pick beam search or sampling")
         if self.num_candidates < 2:
@@ -66,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     save_resolved_config(out, cfg)
+    if cfg.selfplay:
+        from launch.commands.eval_selfplay import run_selfplay_eval
+
+        return run_selfplay_eval(cfg)
     try:
         dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
         examples = build_eval_examples(dialogues, cfg.num_candidates, cfg.seed, cfg.examples_per_dialogue)
@@ -73,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"p2bot eval: error: {err}", file=sys.stderr)
         return 1
     start = time.perf_counter()
-    model = Transmitter.from_pretrained(cfg.model)
+    model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device))
     load_s = time.perf_counter() - start
     formatter = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
     print(f"p2bot eval: {cfg.model} on {len(dialogues)} dialogues, {len(examples)} examples (model loaded in "

@@ -52,3 +52,45 @@ def test_paired_bootstrap():
     assert ci["low"] == pytest.approx(0.3 - 1.96 * se, abs=0.02) and ci["high"] == pytest.approx(0.3 + 1.96 * se, abs=0.02)
     with pytest.raises(ValueError):
         paired_bootstrap([], [])
+
+
+def test_paired_ratio_bootstrap_covers_a_known_difference():
+    """Synthetic units whose true rate differs by +0.2 between two models: the paired CI holds it and excludes 0."""
+    from models.metrics import bootstrap_indices, paired_interval, ratio_of_sums
+
+    gen = torch.Generator().manual_seed(1)
+    n = 200
+    difficulty = torch.rand(n, generator=gen) * 0.5  # shared per unit: what pairing cancels
+    den = torch.randint(2, 6, (n,), generator=gen).double()
+    num_b = torch.binomial(den, difficulty.double(), generator=gen)
+    num_a = torch.binomial(den, (difficulty + 0.2).double(), generator=gen)
+    idx = bootstrap_indices(n, 2000, seed=0)
+    a, b = ratio_of_sums(num_a, den), ratio_of_sums(num_b, den)
+    stats = paired_interval(a, b, ratio_of_sums(num_a, den, idx), ratio_of_sums(num_b, den, idx))
+    assert stats["low"] < 0.2 < stats["high"]
+    assert stats["low"] > 0
+    assert stats["rel"] == pytest.approx(float(a / b) - 1)
+    assert stats["rel_low"] < stats["rel"] < stats["rel_high"]
+    # the same data against itself: a zero difference, and an interval around it
+    same = paired_interval(a, a, ratio_of_sums(num_a, den, idx), ratio_of_sums(num_a, den, idx))
+    assert same["diff"] == 0 and same["low"] == 0 and same["high"] == 0
+
+
+def test_ratio_of_sums_hand_computed_and_empty_denominator():
+    from models.metrics import ratio_of_sums
+
+    num, den = torch.tensor([1.0, 2.0, 0.0]), torch.tensor([2.0, 2.0, 0.0])
+    assert float(ratio_of_sums(num, den)) == pytest.approx(3 / 4)
+    idx = torch.tensor([[0, 0, 0], [2, 2, 2]])
+    out = ratio_of_sums(num, den, idx)
+    assert out[0].item() == pytest.approx(0.5) and math.isnan(out[1].item())
+
+
+def test_basic_interval_reflects_the_percentiles_around_the_estimate():
+    from models.metrics import paired_interval
+
+    a_boot, b_boot = torch.tensor([0.5, 0.6, 0.7]), torch.zeros(3) + 0.5
+    pct = paired_interval(torch.tensor(0.8), torch.tensor(0.5), a_boot, b_boot, confidence=0.999)
+    basic = paired_interval(torch.tensor(0.8), torch.tensor(0.5), a_boot, b_boot, confidence=0.999, basic=True)
+    assert (pct["low"], pct["high"]) == pytest.approx((0.0, 0.2))
+    assert (basic["low"], basic["high"]) == pytest.approx((2 * 0.3 - 0.2, 2 * 0.3 - 0.0))

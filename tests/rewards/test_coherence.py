@@ -4,8 +4,8 @@ import pytest
 import torch
 from reward_stubs import CharFormatter, LoggedTransmitter
 
+from models.scorers import NUPScorer
 from rewards import CoherenceReward, ScorerPool
-from rewards.scorers import NUPScorer
 
 
 def test_coherence_is_nup_probability_minus_half():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from models.scorers import LMScorer
 from rewards import FluencyReward
-from rewards.scorers import LMScorer
 
 
 def manual_mean_logprob(model, prefix, target):

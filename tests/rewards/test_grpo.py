@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
+from models.scorers import LMScorer
 from rewards import Component, Composite, FluencyReward, PersonaReward
-from rewards.scorers import LMScorer
 
 
 class _CountingReceiver:

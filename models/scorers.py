@@ -1,4 +1,4 @@
-"""Frozen scorers: the small interfaces through which rewards see models (token ids in, tensors out).
+"""Frozen scorers: the small interfaces through which rewards and evaluation judges see models (token ids in, tensors out).
 
 ``LMScorer`` gives log-probs of target tokens after a prefix under a causal LM; ``NUPScorer`` the probability
 from a Transmitter's next-utterance head. Both accept a PEFT-wrapped model and can score with its adapter

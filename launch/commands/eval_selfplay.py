@@ -1,0 +1,138 @@
+"""``p2bot eval --selfplay``: self-play on held-out persona pairs, scored by frozen judges, optionally against a second model.
+
+Wires data, models and judges together and writes ``selfplay_results.json``, ``selfplay_table.md`` and
+``selfplay_samples.md`` to ``output_dir``; the evaluation itself is ``rl.evaluation`` and ``rl.eval_stats``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from data_prep import DataFormatError, build_selfplay_pairs, read_dialogues, resolve_data_path
+from launch.commands.sft import load_dialogues
+from models.judges import LMJudge, NLIJudge, PersonaJudge
+from models.loading import resolve_device
+from models.prompt import PromptFormatter
+from models.receiver import Receiver
+from models.scorers import LMScorer
+from models.transmitter import Transmitter
+from rl.eval_stats import compare, comparison_table, samples_markdown, summarize, summary_table
+from rl.evaluation import Judges, JudgeSettings, ModelEval, judge, play
+from rl.selfplay import Sampling
+
+RESULTS_FILE, TABLE_FILE, SAMPLES_FILE = "selfplay_results.json", "selfplay_table.md", "selfplay_samples.md"
+
+
+class LoadError(Exception):
+    """A model or data argument that cannot be loaded; the message names it."""
+
+
+def label(name: str) -> str:
+    """A short display name: ``runs/x/sft/model`` → ``sft/model``."""
+    parts = Path(str(name).rstrip("/")).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 and parts[-1] in ("model", "policy") else (parts[-1] if parts else name)
+
+
+def _load(what: str, name: str, loader):
+    try:
+        return loader()
+    except (OSError, ValueError, KeyError) as err:
+        raise LoadError(f"{what} {name!r}: {err}") from err
+
+
+def build_judges(cfg, device: str) -> tuple[Judges, list[str]]:
+    """The frozen judges of ``cfg`` and notes on what was skipped."""
+    skipped = []
+    encoder = _load("--judge_encoder", cfg.judge_encoder, lambda: Receiver.from_pretrained(cfg.judge_encoder, device=device))
+    lm = None
+    if cfg.judge_lm.lower() != "none":
+        t = _load("--judge_lm", cfg.judge_lm, lambda: Transmitter.from_pretrained(cfg.judge_lm, device=device).eval())
+        lm = LMJudge(LMScorer(t, t.tokenizer, disable_adapter=False),
+                     PromptFormatter(t.tokenizer, max_history_tokens=cfg.max_history_tokens), cfg.judge_context)
+    else:
+        skipped.append("fluency: --judge_lm none")
+    receiver = None
+    if cfg.receiver:
+        receiver = PersonaJudge(_load("--receiver", cfg.receiver, lambda: Receiver.from_pretrained(cfg.receiver, device=device)),
+                                cfg.judge_aggregate)
+    nli = None
+    if cfg.nli_model:
+        nli = _load("--nli_model", cfg.nli_model, lambda: NLIJudge.from_pretrained(cfg.nli_model, device=device))
+    else:
+        skipped.append("consistency: no --nli_model given (any MNLI-style sequence-classification checkpoint)")
+    settings = JudgeSettings(num_candidates=cfg.num_persona_candidates)
+    return Judges(PersonaJudge(encoder, cfg.judge_aggregate), lm, receiver, nli, settings), skipped
+
+
+def evaluate_model(name: str, cfg, pairs, pool, judges: Judges, partner, device: str, display: str) -> ModelEval:
+    model = _load("model", name, lambda: Transmitter.from_pretrained(name, device=device).eval())
+    formatter = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
+    sampling = Sampling(cfg.do_sample, cfg.temperature, cfg.top_k, cfg.top_p)
+    start = time.perf_counter()
+    with tqdm(total=len(pairs), desc=f"self-play {label(name)}", unit="pair", file=sys.stderr) as bar:
+        played = play(model, pairs, formatter, dialogues_per_pair=cfg.dialogues_per_pair, exchanges=cfg.exchanges,
+                      sampling=sampling, partner=partner, response_length=cfg.max_new_tokens, seed=cfg.seed,
+                      batch_pairs=cfg.batch_pairs, progress=bar.update)
+    play_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ev = judge(display, played, judges, pool, seed=cfg.seed)
+    ev.seconds.update(selfplay=play_s, judging=time.perf_counter() - start)
+    return ev
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_selfplay_eval(cfg) -> int:
+    out = Path(cfg.output_dir)
+    device = resolve_device(cfg.device)
+    try:
+        dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
+        pairs = list(build_selfplay_pairs(dialogues, seed=cfg.seed))
+        pairs = pairs[: cfg.pairs] if cfg.pairs else pairs
+        if not pairs:
+            raise ValueError(f"{cfg.data or 'sample'}: no dialogue with both personas in the selected range")
+        everything = read_dialogues(resolve_data_path(cfg.data), format=cfg.data_format).dialogues
+        pool = [p for d in everything for p in (d.persona_a, d.persona_b) if p]
+        judges, skipped = build_judges(cfg, device)
+        partner = None
+        if cfg.partner:
+            partner = _load("--partner", cfg.partner, lambda: Transmitter.from_pretrained(cfg.partner, device=device).eval())
+        names = [cfg.model] + ([cfg.compare] if cfg.compare else [])
+        print(f"p2bot eval --selfplay: {len(pairs)} held-out pairs x {cfg.dialogues_per_pair} dialogues x {cfg.exchanges} "
+              f"exchanges, models {', '.join(names)}, device {device}", file=sys.stderr)
+        displays = [label(n) for n in names]
+        if len(displays) == 2 and displays[0] == displays[1]:
+            displays = [f"{displays[0]} (model)", f"{displays[1]} (compare)"]
+        evals = [evaluate_model(n, cfg, pairs, pool, judges, partner, device, d) for n, d in zip(names, displays)]
+    except (DataFormatError, FileNotFoundError, ValueError, LoadError) as err:
+        print(f"p2bot eval: error: {err}", file=sys.stderr)
+        return 1
+    summaries = {ev.name: summarize(ev, cfg.bootstrap_samples, cfg.seed) for ev in evals}
+    tables = [f"### {ev.name}\n\n" + summary_table(ev.name, summaries[ev.name]) for ev in evals]
+    payload = dict(models=names, labels=[ev.name for ev in evals], data=cfg.data or "sample", num_pairs=len(pairs),
+                   dialogues_per_pair=cfg.dialogues_per_pair, exchanges=cfg.exchanges, device=device, skipped=skipped,
+                   judges=dict(encoder=cfg.judge_encoder, aggregate=cfg.judge_aggregate, lm=cfg.judge_lm,
+                               lm_context=cfg.judge_context, receiver=cfg.receiver, nli=cfg.nli_model),
+                   summaries=summaries, seconds={ev.name: ev.seconds for ev in evals})
+    if len(evals) == 2:
+        payload["comparison"] = compare(evals[0], evals[1], cfg.bootstrap_samples, cfg.seed)
+        tables.insert(0, f"### {evals[0].name} vs {evals[1].name} (paired over {len(pairs)} pairs)\n\n"
+                      + comparison_table(evals[0].name, evals[1].name, payload["comparison"]))
+    out.mkdir(parents=True, exist_ok=True)
+    table = "\n\n".join(tables) + "\n" + "".join(f"\nSkipped: {s}" for s in skipped) + "\n"
+    _write(out / TABLE_FILE, table)
+    _write(out / SAMPLES_FILE, samples_markdown(evals, cfg.num_sample_dialogues))
+    _write(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
+    print(table)
+    print(f"results: {out / RESULTS_FILE}, {out / TABLE_FILE}, {out / SAMPLES_FILE}")
+    return 0
