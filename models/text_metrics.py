@@ -28,12 +28,7 @@ def copies_persona(utterance: str, persona: Sequence[str], threshold: float = 0.
     Sentences with fewer than ``min_words`` content words ("I am a girl.") are never counted: mentioning a
     single fact word is revealing the persona, not copying it.
     """
-    u = content_words(utterance)
-    for sentence in persona:
-        s = content_words(sentence)
-        if len(s) >= min_words and len(u & s) / len(s) >= threshold:
-            return True
-    return False
+    return max_content_recall(utterance, persona, min_words) >= threshold
 
 
 def covered_facts(utterances: Sequence[str], persona: Sequence[str], threshold: float = 0.5) -> int:
@@ -91,3 +86,14 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
     """Distinct-n (Li et al., 2016): distinct word n-grams / all word n-grams over ``texts`` (0 when none)."""
     grams = [g for t in texts for g in ngrams(t, n)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def max_content_recall(utterance: str, persona: Sequence[str], min_words: int = 2) -> float:
+    """max over persona sentences with ≥ ``min_words`` content words of ``content_recall`` (0 when none qualifies)."""
+    u = content_words(utterance)
+    best = 0.0
+    for sentence in persona:
+        s = content_words(sentence)
+        if len(s) >= min_words:
+            best = max(best, len(u & s) / len(s))
+    return best

@@ -28,7 +28,8 @@ from typing import Any
 from rewards.base import USER_MODULE_PREFIX, RewardError, reward_name
 
 NORMALIZE = ("none", "batch")
-BUILTIN_MODULES = ("rewards.fluency", "rewards.coherence", "rewards.persona", "rewards.repetition", "rewards.degeneration")
+BUILTIN_MODULES = ("rewards.fluency", "rewards.coherence", "rewards.persona", "rewards.repetition", "rewards.degeneration",
+                   "rewards.copying")
 
 
 @dataclass
@@ -201,5 +202,6 @@ def build_composite(specs: Any, weights: Sequence[float] | None = None, *, pool:
     components = []
     for spec in parse_reward_specs(specs, weights):
         reward, weight = build_reward(spec, pool)
-        components.append(Component(spec.log_name or reward_name(reward), reward, weight, spec.normalize))
+        default_name = spec.name if spec.name in _REGISTRY else reward_name(reward)  # a built-in logs under its name
+        components.append(Component(spec.log_name or default_name, reward, weight, spec.normalize))
     return Composite(components, pool=pool)

@@ -81,6 +81,9 @@ class PPOConfig:
 
     # --- self-play ---
     data_path: str | None = field(default=None, metadata={"help": "dialogue file with personas (default: shipped sample)"})
+    data_format: str | None = field(default=None, metadata={"help": "force a reader format (default: inferred)"})
+    skip_dialogues: int = field(default=0, metadata={"help": "skip the first N dialogues (e.g. held out for evaluation)"})
+    max_dialogues: int = field(default=0, metadata={"help": "use only N dialogues after the skipped ones (0 = all)"})
     pairs_per_step: int = field(default=4, metadata={"help": "persona pairs per rollout batch (per process)"})
     rollouts_per_pair: int = field(default=6, metadata={"help": "dialogues per persona pair (seed: 6)"})
     min_exchanges: int = field(default=1, metadata={"help": "curriculum: A+B exchanges per dialogue at step 0"})
@@ -119,6 +122,8 @@ class PPOConfig:
             raise ValueError(f"algo={self.algo!r}: expected one of {ALGOS}")
         if self.kl_estimator not in KL_ESTIMATORS:
             raise ValueError(f"kl_estimator={self.kl_estimator!r}: expected one of {KL_ESTIMATORS}")
+        if self.skip_dialogues < 0 or self.max_dialogues < 0:
+            raise ValueError(f"skip_dialogues={self.skip_dialogues}, max_dialogues={self.max_dialogues}: must be >= 0")
         for name in ("num_ppo_epochs", "num_mini_batches", "gradient_accumulation_steps", "pairs_per_step",
                      "rollouts_per_pair", "min_exchanges", "response_length", "max_steps"):
             if getattr(self, name) < 1:

@@ -11,7 +11,8 @@ import os
 
 from accelerate.utils import set_seed
 
-from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
+from data_prep import build_selfplay_pairs
+from launch.commands.sft import load_dialogues
 from launch.config_io import parse_configs, save_resolved_config
 from models.prompt import PromptFormatter
 from models.transmitter import Transmitter
@@ -34,7 +35,10 @@ def lora_config(cfg: PPOConfig):
 
 
 def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> SelfPlayEnv:
-    pairs = build_selfplay_pairs(read_dialogues(resolve_data_path(cfg.data_path)).dialogues, with_first_utterance=cfg.use_first_utterance, seed=cfg.seed)
+    dialogues = load_dialogues(cfg.data_path or "", cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
+    pairs = build_selfplay_pairs(dialogues, with_first_utterance=cfg.use_first_utterance, seed=cfg.seed)
+    if len(pairs) == 0:
+        raise ValueError(f"{cfg.data_path or 'sample data'}: no dialogue with both personas in the selected range")
     return SelfPlayEnv(
         list(pairs), formatter, reward_fn, pairs_per_step=cfg.pairs_per_step, rollouts_per_pair=cfg.rollouts_per_pair,
         sampling_a=Sampling(True, cfg.temperature, cfg.top_k, cfg.top_p),

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -62,3 +64,29 @@ def test_real_receiver_prefers_an_utterance_stating_its_own_persona(real_receive
     reward = PersonaReward(real_receiver)
     own, unrelated, chat = reward(["p"] * 3, completions, persona=[persona] * 3)
     assert own > unrelated + 1.0 and chat > unrelated + 1.0
+
+
+class PairReceiver:
+    """Receiver stand-in: score = number of words the utterance shares with the persona's first sentence."""
+
+    def score(self, utterances, personas):
+        assert len(utterances) == len(personas)
+        s = [float(len(set(u.split()) & set(p[0].rstrip(".").split()))) for u, p in zip(utterances, personas)]
+        return type("S", (), {"scores": torch.tensor(s)})()
+
+
+def test_contrastive_persona_is_a_log_softmax_over_the_batch_personas():
+    own_a, own_b = ["i have dogs."], ["i am a nurse."]
+    shared = ["i have dogs.", "i am tall."]  # shares a sentence with own_a: never a rival of A
+    reward = PersonaReward(PairReceiver(), contrastive=True)
+    out = reward(["p"] * 3, ["i have dogs", "i am a nurse", "hello"], persona=[own_a, own_b, shared],
+                 partner_persona=[own_b, own_a, own_b])
+    # A: own 3 ("i have dogs"), rival own_b 1 ("i"); shared is not a rival -> 3 - log(e^3 + e^1)
+    assert out[0] == pytest.approx(3 - math.log(math.exp(3) + math.exp(1)))
+    # B: own 4, rivals own_a 1 and shared 1 ("i" each) -> 4 - log(e^4 + 2e)
+    assert out[1] == pytest.approx(4 - math.log(math.exp(4) + 2 * math.e))
+    # "hello" shares nothing with anyone; its rivals are only own_b (own_a shares "i have dogs.") -> -log 2
+    assert out[2] == pytest.approx(-math.log(2))
+    assert all(v <= 0 for v in out)
+    # a speaker alone in the batch has no rival: log softmax over one candidate is 0
+    assert reward(["p"], ["i have dogs"], persona=[own_a]) == [0.0]

@@ -1,0 +1,40 @@
+import pytest
+
+from rewards import build_composite, build_reward, copy_penalty, echo_penalty
+from rewards.copying import ramp
+
+PERSONA = ["I have a dog named Max.", "I work as a nurse at the hospital.", "I am a girl."]
+
+
+def test_ramp_hand_computed():
+    assert ramp(0.5, 0.5) == 0.0 and ramp(0.75, 0.5) == pytest.approx(0.5) and ramp(1.0, 0.5) == 1.0
+    assert ramp(0.2, 0.0) == pytest.approx(0.2)
+
+
+def test_copy_penalty_grades_persona_copying():
+    out = copy_penalty(["p"] * 4, ["i have a dog named max", "my dog max is great", "I am a girl", "hello"],
+                       persona=[PERSONA] * 4)
+    # full copy of {dog, named, max} -> 1; 2 of 3 words -> ramp(2/3) = (2/3 - 1/2) / (1/2) = 1/3;
+    # "I am a girl" has one content word: ignored; nothing shared -> 0
+    assert out == pytest.approx([1.0, 1 / 3, 0.0, 0.0])
+    with pytest.raises(ValueError, match="persona"):
+        copy_penalty(["p"], ["x"])
+
+
+def test_echo_penalty_grades_repeating_the_partner():
+    history = [["hello"], ["hi", "i love hiking with my dogs"], []]
+    out = echo_penalty(["p"] * 3, ["hello", "i love hiking with my dogs", "hello"], history=history)
+    assert out == [1.0, 1.0, 0.0]
+    # "i love hiking" vs "i love hiking with my dogs": p = 1, r = 1/2 -> F1 = 2/3 -> ramp = 1/3
+    assert echo_penalty(["p"], ["i love hiking"], history=[history[1]]) == pytest.approx([1 / 3])
+    assert echo_penalty(["p"], ["where do you hike?"], history=[history[1]]) == [0.0]
+
+
+def test_copy_and_echo_are_registered_penalties():
+    for name in ("copy", "echo"):
+        _, weight = build_reward(name)
+        assert weight == -1.0
+    composite = build_composite([{"name": "copy", "args": {"start": 0.0}}, "echo"])
+    total = composite(["p"], ["i have a dog named max"], persona=[PERSONA], history=[["i have a dog named max"]])
+    assert total == [pytest.approx(-2.0)]
+    assert composite.last_components == {"copy": [1.0], "echo": [1.0]}
