@@ -1,0 +1,140 @@
+"""``p2bot recipe``: a whole experiment from one YAML: SFT → Receiver → RL → self-play evaluation of RL vs SFT.
+
+The recipe file names the data and how many of its first dialogues are held out, plus one mapping of options per
+stage (``sft``, ``receiver``, ``rl``, ``eval``: the options of that ``p2bot`` command). The recipe wires the stages
+together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the evaluation
+uses only their persona pairs. A stage whose output is complete is skipped, so an interrupted recipe continues
+where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. Writes
+``<output_dir>/<stage>.yaml`` (each stage's config), the stages' folders, and ``report.md`` / ``recipe.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+STAGES = ("sft", "receiver", "rl", "eval")
+MODULES = {s: f"launch.commands.{s}" for s in STAGES}
+TOP_KEYS = {"output_dir", "data", "heldout_dialogues", "seed", *STAGES}
+OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"}, "eval": {"seed"}}
+
+
+class RecipeError(ValueError):
+    pass
+
+
+def load_recipe(path: str | os.PathLike) -> dict:
+    """The recipe mapping, checked: known top-level keys, a mapping per stage, a non-negative hold-out."""
+    try:
+        recipe = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise RecipeError(f"{path}: cannot read the recipe: {err}") from err
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping, got {type(recipe).__name__}")
+    unknown = set(recipe) - TOP_KEYS
+    if unknown:
+        raise RecipeError(f"{path}: unknown keys {sorted(unknown)} (expected {sorted(TOP_KEYS)})")
+    for stage in STAGES:
+        if not isinstance(recipe.get(stage, {}) or {}, dict):
+            raise RecipeError(f"{path}: field '{stage}': expected a mapping of p2bot {stage} options")
+    if int(recipe.get("heldout_dialogues", 0)) < 1:
+        raise RecipeError(f"{path}: field 'heldout_dialogues': hold out at least one dialogue for the evaluation")
+    return recipe
+
+
+def _final_policy(rl_dir: Path) -> Path | None:
+    checkpoints = sorted(rl_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return checkpoints[-1] / "policy" if checkpoints else None
+
+
+def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
+    """Each stage's options: the recipe's, with the wiring and the hold-out split enforced on top."""
+    data, held = recipe.get("data", ""), int(recipe["heldout_dialogues"])
+    seed = recipe.get("seed", 0)
+    rl_steps = int((recipe.get("rl") or {}).get("max_steps", 30))
+    fixed = {
+        "sft": dict(model="embedded", data=data, skip_dialogues=held, output_dir=str(out / "sft"),
+                    with_value_head=True, seed=seed),
+        "receiver": dict(model_name_or_path="embedded", train_data=data, holdout_first=held,
+                         output_dir=str(out / "receiver"), seed=seed),
+        "rl": dict(model_name_or_path=str(out / "sft" / "model"), receiver_name_or_path=str(out / "receiver" / "model"),
+                   data_path=data, skip_dialogues=held, output_dir=str(out / "rl"), seed=seed,
+                   resume_from_checkpoint="latest" if _final_policy(out / "rl") else None),
+        "eval": dict(selfplay=True, model=str(out / "rl" / f"checkpoint-{rl_steps}" / "policy"),
+                     compare=str(out / "sft" / "model"), receiver=str(out / "receiver" / "model"), data=data,
+                     skip_dialogues=0, max_dialogues=held, output_dir=str(out / "eval"), seed=seed),
+    }
+    configs = {}
+    for stage in STAGES:
+        given = dict(recipe.get(stage) or {})
+        clash = (set(given) & set(fixed[stage])) - OVERRIDABLE[stage]
+        if clash:
+            raise RecipeError(f"field '{stage}': {sorted(clash)} are set by the recipe (data split and stage wiring)")
+        configs[stage] = {**fixed[stage], **given}
+    return configs
+
+
+def done(stage: str, out: Path, configs: dict[str, dict]) -> bool:
+    """Whether a stage's output is complete."""
+    if stage == "sft":
+        return (out / "sft" / "model" / "p2bot_transmitter.json").is_file()
+    if stage == "receiver":
+        return (out / "receiver" / "model" / "p2bot_receiver.json").is_file()
+    if stage == "rl":
+        return Path(configs["eval"]["model"], "p2bot_transmitter.json").is_file()
+    return (out / "eval" / "selfplay_results.json").is_file()
+
+
+def run_stage(stage: str, config: dict, out: Path) -> None:
+    path = out / f"{stage}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=True))
+    print(f"\n=== [recipe] {stage}: p2bot {stage} --config {path}", flush=True)
+    rc = importlib.import_module(MODULES[stage]).main(["--config", str(path)])
+    if rc not in (0, None):
+        raise RecipeError(f"stage {stage!r} failed with exit code {rc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="p2bot recipe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the recipe YAML (e.g. launch/configs/experiments/p2_spc.yaml)")
+    parser.add_argument("--output_dir", help="overrides the recipe's output_dir")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of sft,receiver,rl,eval")
+    parser.add_argument("--force", action="store_true", help="rerun stages whose output is already complete")
+    args = parser.parse_args(argv)
+    try:
+        recipe = load_recipe(args.config)
+        stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+        if set(stages) - set(STAGES):
+            raise RecipeError(f"--stages: unknown stages {sorted(set(stages) - set(STAGES))}")
+        out = Path(args.output_dir or recipe.get("output_dir", "runs/recipe"))
+        out.mkdir(parents=True, exist_ok=True)
+        timings_file = out / "recipe.json"
+        timings = json.loads(timings_file.read_text()).get("seconds", {}) if timings_file.is_file() else {}
+        for stage in stages:
+            configs = stage_configs(recipe, out)  # after each stage: RL's resume point may have appeared
+            if done(stage, out, configs) and not args.force:
+                print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
+                continue
+            start = time.time()
+            run_stage(stage, configs[stage], out)
+            timings[stage] = round(time.time() - start, 1)
+            timings_file.write_text(json.dumps({"config": str(args.config), "seconds": timings}, indent=2) + "\n")
+    except RecipeError as err:
+        print(f"p2bot recipe: error: {err}", file=sys.stderr)
+        return 1
+    table = out / "eval" / "selfplay_table.md"
+    if table.is_file():
+        total = sum(timings.values())
+        report = (f"# {Path(args.config).name}\n\nStage times (s): {timings} (total {total / 60:.1f} min)\n\n"
+                  + table.read_text())
+        (out / "report.md").write_text(report)
+        print(f"\n=== [recipe] report: {out / 'report.md'}")
+    return 0

@@ -1,0 +1,85 @@
+"""``p2bot recipe`` end to end on tiny models: every stage, the enforced hold-out split, resume, bad recipes."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from launch.cli import main
+from launch.commands.recipe import RecipeError, load_recipe, stage_configs
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "rl"))
+from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
+
+
+def tiny_recipe(policy, receiver, out) -> dict:
+    return {
+        "output_dir": str(out), "data": "sample", "heldout_dialogues": 4, "seed": 1,
+        "sft": {"model": str(policy), "max_steps": 1, "per_device_train_batch_size": 2, "max_history_tokens": 32,
+                "report_to": "none", "save_strategy": "no", "disable_tqdm": True},
+        "receiver": {"model_name_or_path": str(receiver), "max_steps": 1, "per_device_train_batch_size": 4,
+                     "num_eval_negatives": 3, "save_steps": 0},
+        "rl": {"max_steps": 1, "pairs_per_step": 1, "rollouts_per_pair": 2, "max_exchanges": 1, "response_length": 4,
+               "num_ppo_epochs": 1, "max_history_tokens": 32, "disable_tqdm": True,
+               "reward_funcs": [{"name": "persona", "args": {"contrastive": True}}, "copy", "echo"]},
+        "eval": {"pairs": 2, "dialogues_per_pair": 1, "exchanges": 1, "max_new_tokens": 4, "bootstrap_samples": 50,
+                 "judge_encoder": str(receiver), "judge_lm": str(policy), "max_history_tokens": 32,
+                 "num_persona_candidates": 4},
+    }
+
+
+def test_recipe_runs_every_stage_on_the_held_out_split_and_resumes(tiny_receiver_dir, tmp_path, capsys):
+    policy = build_tiny_model_dir(tmp_path / "policy", load_smollm2_tokenizer())
+    out = tmp_path / "run"
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(policy, tiny_receiver_dir, out)))
+    assert main(["recipe", "--config", str(path)]) == 0
+    stages = {s: yaml.safe_load((out / f"{s}.yaml").read_text()) for s in ("sft", "receiver", "rl", "eval")}
+    assert stages["sft"]["skip_dialogues"] == 4 and stages["rl"]["skip_dialogues"] == 4
+    assert stages["receiver"]["holdout_first"] == 4
+    assert stages["eval"]["max_dialogues"] == 4 and stages["eval"]["skip_dialogues"] == 0
+    assert stages["rl"]["model_name_or_path"] == str(out / "sft" / "model")
+    result = json.loads((out / "eval" / "selfplay_results.json").read_text())
+    assert result["models"] == [str(out / "rl" / "checkpoint-1" / "policy"), str(out / "sft" / "model")]
+    assert "perceive_hits1" in result["comparison"] and "receiver_hits1" in result["comparison"]
+    assert "difference (95% CI)" in (out / "report.md").read_text()
+    assert set(json.loads((out / "recipe.json").read_text())["seconds"]) == {"sft", "receiver", "rl", "eval"}
+    capsys.readouterr()
+    assert main(["recipe", "--config", str(path)]) == 0  # everything complete: nothing reruns
+    assert capsys.readouterr().out.count("complete, skipped") == 4
+
+
+def test_recipe_refuses_to_move_the_split_or_wiring(tmp_path, capsys):
+    recipe = {"heldout_dialogues": 10, "rl": {"data_path": "other.csv"}}
+    with pytest.raises(RecipeError, match="data_path"):
+        stage_configs(recipe, tmp_path)
+    for bad, message in (({"heldout_dialogues": 0}, "heldout_dialogues"), ({"heldout_dialogues": 5, "typo": 1}, "typo"),
+                         ({"heldout_dialogues": 5, "sft": [1]}, "field 'sft'")):
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(path)
+        assert main(["recipe", "--config", str(path)]) == 1
+        assert capsys.readouterr().err.startswith("p2bot recipe: error:")
+
+
+def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
+    from transformers import TrainingArguments
+
+    from launch.commands.eval import EvalConfig
+    from launch.commands.receiver import ReceiverDataConfig
+    from launch.config_io import parse_configs
+    from models.receiver_training import ReceiverTrainingConfig
+    from models.sft import TransmitterSFTConfig
+    from rl.config import PPOConfig
+
+    recipe = load_recipe(REPO / "launch" / "configs" / "experiments" / "p2_spc.yaml")
+    configs = stage_configs(recipe, tmp_path)
+    for stage, types in (("sft", (TransmitterSFTConfig, TrainingArguments)), ("rl", (PPOConfig,)),
+                         ("receiver", (ReceiverTrainingConfig, ReceiverDataConfig)), ("eval", (EvalConfig,))):
+        path = tmp_path / f"{stage}.yaml"
+        path.write_text(yaml.safe_dump(configs[stage]))
+        parse_configs(types, ["--config", str(path)], prog=stage)
