@@ -9,16 +9,20 @@ from collections.abc import Sequence
 import torch
 
 from models.kv_reuse import RowCache, prefixed_batch, split_rows
+from models.prompt import end_of_turn_id
 from models.transmitter import pad_batch
 
 
-def stop_token_ids(tokenizer) -> list[int]:
-    """EOS plus ChatML's ``<|im_end|>`` when the tokenizer has it (the prompt format ends responses with it)."""
-    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    im_end = tokenizer.get_vocab().get("<|im_end|>")
-    if im_end is not None and im_end not in ids:
-        ids.append(im_end)
-    return ids
+def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
+    """Tokens that end a reply: the tokenizer's EOS, the ``eos_token_id``(s) of the model's ``generation_config``
+    (e.g. Llama-3's several) and the end-of-turn token of the prompt layout (``<|eot_id|>``, ``<end_of_turn>``,
+    ``<|im_end|>``, ...: see ``models.prompt_style``)."""
+    ids = [tokenizer.eos_token_id]
+    configured = getattr(generation_config, "eos_token_id", None)
+    ids += configured if isinstance(configured, (list, tuple)) else [configured]
+    with contextlib.suppress(ValueError):  # a template p2bot cannot lay out: the formatter was given another style
+        ids.append(end_of_turn_id(tokenizer))
+    return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: int = 32, do_sample: bool = False,
@@ -34,7 +38,7 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
         top_k: 0 disables top-k filtering.
         num_beams: beam search width (``do_sample=False``).
         batch_size: contexts per ``generate`` call (``None``: all at once).
-        eos_token_id: stop token(s); default EOS and ``<|im_end|>``.
+        eos_token_id: stop token(s); default ``stop_token_ids`` (EOS, the generation config's, the end of turn).
 
     Returns:
         Per context, the generated ids up to and including the first stop token (no padding).
@@ -43,7 +47,7 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
     if not contexts:
         return []
     tok, lm = transmitter.tokenizer, transmitter.lm
-    kw, stops = _generate_kwargs(tok, max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, eos_token_id)
+    kw, stops = _generate_kwargs(tok, lm, max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, eos_token_id)
     device = next(lm.parameters()).device
     step = batch_size or len(contexts)
     results: list[list[int]] = []
@@ -77,7 +81,7 @@ def generate_with_cache(transmitter, contexts: Sequence[Sequence[int]], caches: 
     if not contexts:
         return [], []
     tok, lm = transmitter.tokenizer, transmitter.lm
-    kw, stops = _generate_kwargs(tok, max_new_tokens, do_sample, temperature, top_k, top_p, 1, eos_token_id)
+    kw, stops = _generate_kwargs(tok, lm, max_new_tokens, do_sample, temperature, top_k, top_p, 1, eos_token_id)
     device = next(lm.parameters()).device
     ids, mask, cache = prefixed_batch(contexts, caches, kw["pad_token_id"])
     if cache is not None:  # built on the device of the cached tensors, the model's
@@ -94,9 +98,9 @@ def _check_contexts(contexts: Sequence[Sequence[int]]) -> None:
         raise ValueError("every context needs at least one token")
 
 
-def _generate_kwargs(tok, max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, eos_token_id):
-    """HF ``generate`` keyword arguments and the stop ids (default EOS and ``<|im_end|>``)."""
-    stops = stop_token_ids(tok) if eos_token_id is None else eos_token_id
+def _generate_kwargs(tok, lm, max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, eos_token_id):
+    """HF ``generate`` keyword arguments and the stop ids (default ``stop_token_ids``)."""
+    stops = stop_token_ids(tok, getattr(lm, "generation_config", None)) if eos_token_id is None else eos_token_id
     stops = [stops] if isinstance(stops, int) else list(stops)
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
     kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams, use_cache=True,

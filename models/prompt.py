@@ -1,9 +1,10 @@
 """The one prompt format shared by SFT, self-play, evaluation and the rewards.
 
-A context is: the speaker's own persona, then the dialogue history with speaker markers (the last entry is
-the partner's), then the marker that opens the speaker's response. With a ChatML tokenizer (SmolLM2, Qwen,
-...) the markers are ChatML turns (persona as the system message, partner = user, self = assistant), so an
-instruct model starts from a format it knows; otherwise plain text markers are used.
+A context is: the speaker's own persona, then the dialogue history (the last entry is the partner's), then the
+marker that opens the speaker's response. The layout comes from ``models.prompt_style``: the tokenizer's chat
+template when it has one (persona as the system message, partner = user, self = assistant; without a system turn the
+persona opens the first user turn), ChatML for tokenizers with its tokens but no template, plain text markers for
+base models.
 
 The history is cut from the left (oldest turns first) to ``max_history_tokens``; the persona is never cut.
 """
@@ -13,45 +14,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from models.prompt_style import CHATML, PLAIN, STYLE_NAMES, PromptStyle, Wrap, resolve_style
 
-@dataclass(frozen=True)
-class PromptStyle:
-    """Text pieces around each part of the prompt (``{text}`` is replaced by the content)."""
-
-    name: str
-    persona: str  # {text}: persona sentences joined by persona_joiner
-    persona_joiner: str
-    partner: str
-    self_: str
-    response_open: str
-    end: str | None  # text of the end marker token; None: the tokenizer's EOS
-
-
-CHATML = PromptStyle(
-    name="chatml",
-    persona="<|im_start|>system\nYou are chatting with a new friend. Your persona:\n{text}<|im_end|>\n",
-    persona_joiner="\n",
-    partner="<|im_start|>user\n{text}<|im_end|>\n",
-    self_="<|im_start|>assistant\n{text}<|im_end|>\n",
-    response_open="<|im_start|>assistant\n",
-    end="<|im_end|>",
-)
-PLAIN = PromptStyle(
-    name="plain",
-    persona="your persona: {text}\n",
-    persona_joiner=" ",
-    partner="partner: {text}\n",
-    self_="you: {text}\n",
-    response_open="you:",
-    end=None,
-)
-STYLES = {s.name: s for s in (CHATML, PLAIN)}
+__all__ = ["CHATML", "PLAIN", "STYLE_NAMES", "PromptFormatter", "PromptStyle", "default_style", "end_of_turn_id"]
 
 
 def default_style(tokenizer) -> PromptStyle:
-    """ChatML when the tokenizer has both ChatML special tokens, else plain markers."""
-    vocab = tokenizer.get_vocab()
-    return CHATML if "<|im_start|>" in vocab and "<|im_end|>" in vocab else PLAIN
+    """The layout ``PromptFormatter`` picks for ``tokenizer``: its chat template, else ChatML, else plain."""
+    return resolve_style(tokenizer)
+
+
+def end_of_turn_id(tokenizer, style: PromptStyle | None = None) -> int | None:
+    """Id of the token that ends a reply in ``style`` (default: the tokenizer's own layout); EOS for plain."""
+    style = style or resolve_style(tokenizer)
+    return tokenizer.eos_token_id if style.end is None else tokenizer.convert_tokens_to_ids(style.end)
+
+
+@dataclass
+class _Turn:
+    wrap: Wrap
+    text: str
+    ids: list[int]
+    cut: bool = False
 
 
 class PromptFormatter:
@@ -63,7 +47,8 @@ class PromptFormatter:
             a newest turn longer than the budget keeps only its last tokens.
         max_persona_tokens: optional sanity bound on the persona block; a longer persona raises
             ``ValueError`` (it is never cut). ``None``: no bound.
-        style: ``"chatml"``, ``"plain"`` or ``None`` (pick from the tokenizer).
+        style: ``"chat_template"``, ``"chatml"``, ``"plain"`` or ``None`` (the tokenizer's chat template if it has
+            one, else ChatML if it has the ChatML tokens, else plain).
     """
 
     def __init__(self, tokenizer, max_history_tokens: int = 256, max_persona_tokens: int | None = None,
@@ -73,46 +58,65 @@ class PromptFormatter:
         self.tokenizer = tokenizer
         self.max_history_tokens = max_history_tokens
         self.max_persona_tokens = max_persona_tokens
-        if style is not None and style not in STYLES:
-            raise ValueError(f"style must be one of {sorted(STYLES)} or None, got {style!r}")
-        self.style = STYLES[style] if style else default_style(tokenizer)
-        end = self.style.end
-        self.end_token_id = tokenizer.eos_token_id if end is None else tokenizer.convert_tokens_to_ids(end)
+        self.style = resolve_style(tokenizer, style)
+        self.end_token_id = end_of_turn_id(tokenizer, self.style)
         if self.end_token_id is None:
             raise ValueError("the tokenizer has no EOS token; pass style='chatml' or set tokenizer.eos_token")
         self._open_ids = self._ids(self.style.response_open)
+        self._head_ids = self._ids(self.style.head)
 
     def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def _wrap(self, template: str, text: str) -> list[int]:
-        return self._ids(template.format(text=text.strip()))
+    def persona_text(self, persona: Sequence[str]) -> str:
+        return self.style.persona_intro + self.style.persona_joiner.join(s.strip() for s in persona)
 
     def encode_persona(self, persona: Sequence[str]) -> list[int]:
-        ids = self._wrap(self.style.persona, self.style.persona_joiner.join(s.strip() for s in persona))
+        """The persona block: the system turn, or (a layout without one) the head and a user turn of the persona."""
+        st = self.style
+        text = self.persona_text(persona)
+        ids = self._ids(st.system(text)) if st.system is not None else self._head_ids + self._ids(st.user(text))
         if self.max_persona_tokens is not None and len(ids) > self.max_persona_tokens:
             raise ValueError(f"persona block is {len(ids)} tokens > max_persona_tokens={self.max_persona_tokens}")
         return ids
 
-    def encode_history(self, history: Sequence[str]) -> list[int]:
-        """The newest turns that fit ``max_history_tokens``; the last entry is the partner's."""
-        kept: list[list[int]] = []
+    def _kept_turns(self, history: Sequence[str]) -> list[_Turn]:
+        """The newest turns that fit ``max_history_tokens``, oldest first; the last entry is the partner's."""
+        kept: list[_Turn] = []
         used = 0
         n = len(history)
         for i in range(n - 1, -1, -1):  # newest first
-            is_partner = (n - 1 - i) % 2 == 0
-            ids = self._wrap(self.style.partner if is_partner else self.style.self_, history[i])
+            wrap = self.style.user if (n - 1 - i) % 2 == 0 else self.style.assistant
+            text = history[i].strip()
+            ids = self._ids(wrap(text))
             if used + len(ids) > self.max_history_tokens:
                 if not kept:  # the newest turn alone is too long: keep its end
-                    kept.append(ids[-self.max_history_tokens:])
+                    kept.append(_Turn(wrap, text, ids[-self.max_history_tokens:], cut=True))
                 break
-            kept.append(ids)
+            kept.append(_Turn(wrap, text, ids))
             used += len(ids)
-        return [t for ids in reversed(kept) for t in ids]
+        return kept[::-1]
+
+    def encode_history(self, history: Sequence[str]) -> list[int]:
+        """The newest turns that fit ``max_history_tokens``; the last entry is the partner's."""
+        return [t for turn in self._kept_turns(history) for t in turn.ids]
 
     def encode_context(self, persona: Sequence[str], history: Sequence[str]) -> list[int]:
-        """Persona, then history (left-truncated), then the response-opening marker."""
-        return self.encode_persona(persona) + self.encode_history(history) + list(self._open_ids)
+        """Persona, then history (left-truncated), then the response-opening marker.
+
+        In a layout without a system turn the persona opens the first kept user turn; when the kept history starts
+        with the speaker's own turn (or is empty) the persona is a user turn of its own.
+        """
+        turns = self._kept_turns(history)
+        st = self.style
+        if st.system is None and turns and turns[0].wrap is st.user and not turns[0].cut:
+            if self.max_persona_tokens is not None:
+                self.encode_persona(persona)  # the bound applies to the persona on its own
+            first = self._ids(st.user(self.persona_text(persona) + st.persona_sep + turns[0].text))
+            prefix, turns = self._head_ids + first, turns[1:]
+        else:
+            prefix = self.encode_persona(persona)
+        return prefix + [t for turn in turns for t in turn.ids] + list(self._open_ids)
 
     @property
     def response_open_ids(self) -> list[int]:
@@ -122,7 +126,7 @@ class PromptFormatter:
     def encode_response(self, text: str) -> list[int]:
         """Response tokens followed by the end marker (which generation stops on)."""
         body = text.strip()
-        if self.style.name == "plain":
+        if self.style is PLAIN:
             body = " " + body
         return self._ids(body) + [self.end_token_id]
 

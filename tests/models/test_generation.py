@@ -69,3 +69,40 @@ def test_empty_inputs(setup):
 def test_stop_ids_of_plain_tokenizer():
     tok = smollm2_tokenizer()
     assert stop_token_ids(tok)[0] == tok.eos_token_id
+
+
+def test_stop_tokens_come_from_generation_config_and_the_end_of_turn():
+    from chat_tokenizers import chat_tokenizer
+    from transformers import GenerationConfig
+
+    tok = chat_tokenizer("llama3")
+    eot, eos = tok.convert_tokens_to_ids("<|eot_id|>"), tok.eos_token_id
+    assert stop_token_ids(tok) == [eos, eot]
+    assert stop_token_ids(tok, GenerationConfig(eos_token_id=[eos, 7, eot])) == [eos, 7, eot]
+    assert stop_token_ids(tok, GenerationConfig(eos_token_id=9)) == [eos, 9, eot]
+    gemma = chat_tokenizer("gemma")
+    assert gemma.convert_ids_to_tokens(stop_token_ids(gemma)) == ["<eos>", "<end_of_turn>"]
+
+
+@pytest.mark.parametrize("stop", ["<end_of_turn>", "generation_config"])
+def test_generation_stops_at_the_template_end_of_turn_and_the_configured_eos(stop):
+    from chat_tokenizers import chat_tokenizer
+    from transmitter_fixtures import tiny_lm
+
+    from models.transmitter import Transmitter
+
+    tok = chat_tokenizer("gemma")
+    t = Transmitter(tiny_lm(tok, seed=1), tok, base_name="tiny")
+    ctx = PromptFormatter(tok).encode_context(PERSONA, HISTORY)
+    free = generate(t, [ctx], max_new_tokens=6, eos_token_id=tok.pad_token_id)[0]  # greedy, no real stop
+    x = free[2]
+    assert len(free) == 6 and x not in free[:2] and not set(free[:3]) & set(stop_token_ids(tok))
+    if stop == "generation_config":  # the model's own config names x as an EOS
+        t.lm.generation_config.eos_token_id = x
+        assert generate(t, [ctx], max_new_tokens=6) == [free[:3]]
+    else:  # swap the output rows of x and <end_of_turn>: the model now ends its turn where it said x
+        eot = tok.convert_tokens_to_ids("<end_of_turn>")
+        with torch.no_grad():
+            w = t.lm.lm_head.weight
+            w[[x, eot]] = w[[eot, x]]
+        assert generate(t, [ctx], max_new_tokens=6) == [free[:2] + [eot]]
