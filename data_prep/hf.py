@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from data_prep.result import ReadResult, RepairLog
@@ -21,15 +22,49 @@ def _as_list(value, path: str, loc: str, column: str) -> list[str] | None:
     raise DataFormatError(path, loc, column, f"expected a list of strings or a newline-separated string, got {type(value).__name__}")
 
 
-def load_hf(name_or_path: str, split: str = "train", config_name: str | None = None):
+def split_revision(name: str) -> tuple[str, str | None]:
+    """``"owner/name@rev"`` → ``("owner/name", "rev")``; a name without ``@`` (or an existing path) has none."""
+    if "@" in name and not os.path.exists(name):
+        base, _, rev = name.rpartition("@")
+        return base, rev or None
+    return name, None
+
+
+def load_hf(name_or_path: str, split: str = "train", config_name: str | None = None, revision: str | None = None):
+    """A split of a ``save_to_disk`` folder or of a hub dataset (``revision``, or ``id@revision``, pins the commit)."""
     import datasets
 
-    if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "dataset_info.json")) or (
-        os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "dataset_dict.json"))
-    ):
+    if os.path.isdir(name_or_path) and any(
+            os.path.exists(os.path.join(name_or_path, f)) for f in ("dataset_info.json", "dataset_dict.json")):
         ds = datasets.load_from_disk(name_or_path)
-        return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-    return datasets.load_dataset(name_or_path, config_name, split=split)
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise DataFormatError(name_or_path, "dataset_dict.json", "split",
+                                      f"no split {split!r}; the folder has {sorted(ds)}")
+            return ds[split]
+        return ds
+    name, pinned = split_revision(name_or_path)
+    try:
+        return datasets.load_dataset(name, config_name, split=split, revision=revision or pinned)
+    except Exception as err:  # datasets raises many kinds (not found, offline, missing config or split)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        where = ", ".join(f"{k} {v!r}" for k, v in (("config", config_name), ("split", split),
+                                                      ("revision", revision or pinned)) if v)
+        raise FileNotFoundError(f"{name}: cannot load this dataset ({where}): {first}") from err
+
+
+def parse_column_mapping(text: str | None) -> dict[str, str] | None:
+    """``--column_mapping`` JSON → ``{our_field: column}``; a clear ``ValueError`` when it is not that."""
+    if not text:
+        return None
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--column_mapping: not valid JSON ({err.msg} at character {err.pos}): {text!r}") from None
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise ValueError(f'--column_mapping: expected a JSON object of field names to column names, e.g. '
+                         f'\'{{"turns": "dialog"}}\', got {text!r}')
+    return mapping
 
 
 def read_hf(dataset, column_mapping: dict[str, str] | None = None, strict: bool = False, name: str = "",

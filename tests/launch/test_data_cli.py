@@ -48,3 +48,28 @@ def test_validate_convert_and_errors(tmp_path, parlai_dir, capsys):
 def test_console_script_runs():
     proc = subprocess.run([sys.executable, "-m", "launch.cli", "--help"], capture_output=True, text=True, check=True)
     assert "receiver" in proc.stdout and "data" in proc.stdout
+
+
+def test_stats_on_saved_hub_layouts_count_the_dialogues_of_the_convai2_text(tmp_path, capsys):
+    """A save_to_disk copy of each PersonaChat hub layout: the same dialogue and turn counts as the ConvAI2 text."""
+    from conftest import FIXTURES
+    from datasets import Dataset, DatasetDict
+
+    hub = FIXTURES / "personachat_hub"
+    assert main(["data", "stats", str(hub / "valid_self_original.txt"), "--json"]) == 0
+    text = json.loads(capsys.readouterr().out)
+    assert text["dialogues"] == 3 and text["turns"] == 8 + 3 + 6
+    for name, rows_read in (("valid_turns.jsonl", 9), ("valid_dialogues.jsonl", 3)):
+        rows = [json.loads(line) for line in (hub / name).read_text().splitlines()]
+        DatasetDict({"validation": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / name))
+        assert main(["data", "stats", str(tmp_path / name), "--split", "validation", "--json"]) == 0
+        stats = json.loads(capsys.readouterr().out)
+        assert stats["rows_read"] == rows_read
+        for key in ("dialogues", "turns", "persona_sentences", "dialogues_with_candidates", "words"):
+            assert stats[key] == text[key], (name, key)
+
+
+def test_bad_column_mapping_is_one_line(tmp_path, capsys):
+    assert main(["data", "stats", str(tmp_path), "--column_mapping", "{turns: x}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("p2bot data: error: --column_mapping: not valid JSON") and "\n" not in err
