@@ -43,11 +43,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"p2bot: command {name!r} is not available in this version", file=sys.stderr)
         return 2
+    from launch.errors import USER_ERRORS, CliError, debug, report
+
     try:
         return int(module.main(rest) or 0)
     except SystemExit as exit_:  # argparse / parse_configs: --help (0) or a bad option (2)
         code = exit_.code
+        if isinstance(code, str):  # SystemExit("message"): the message is the error line
+            print(code, file=sys.stderr)
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except (CliError, *USER_ERRORS) as err:  # a missing file or model, malformed data: one line, not a traceback
+        if debug():
+            raise
+        return report(name, err)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import set_seed
 
-from data_prep import read_dialogues, sample_data_path
 from launch.config_io import parse_configs
+from launch.errors import option, read_data
 from models.generation import generate
 from models.prompt import PromptFormatter
 from models.transmitter import Transmitter
@@ -59,7 +59,7 @@ class Agent:
 def fill_personas(cfg: ChatConfig) -> tuple[list[str], list[str]]:
     if cfg.persona_a and cfg.persona_b:
         return cfg.persona_a, cfg.persona_b
-    dialogues = read_dialogues(sample_data_path()).dialogues
+    dialogues = read_data(None).dialogues  # the shipped sample set
     d = dialogues[cfg.pair_index % len(dialogues)]
     return cfg.persona_a or d.persona_a, cfg.persona_b or d.persona_b
 
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(cfg.seed)
     persona_a, persona_b = fill_personas(cfg)
     print(f"loading {cfg.model_name_or_path} ...", flush=True)
-    transmitter = Transmitter.from_pretrained(cfg.model_name_or_path)
+    with option("--model_name_or_path", cfg.model_name_or_path):
+        transmitter = Transmitter.from_pretrained(cfg.model_name_or_path)
     transmitter.eval()
     agent = Agent(transmitter, PromptFormatter(transmitter.tokenizer, cfg.max_history_tokens), cfg)
     if cfg.human:

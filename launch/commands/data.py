@@ -9,6 +9,7 @@ import sys
 from data_prep import FORMATS, DataFormatError, read_dialogues, write_jsonl
 from data_prep.hf import parse_column_mapping
 from data_prep.stats import dialogue_stats
+from launch.errors import read_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {w}", file=sys.stderr)
     if len(st.warnings) > args.show_warnings:
         print(f"... and {len(st.warnings) - args.show_warnings} more warnings", file=sys.stderr)
-    read_line = (f"{result.path} ({result.format}): {st.rows_read} records read, {st.dialogues_kept} dialogues kept, "
-                 f"{st.repaired} repaired, {st.skipped} skipped")
+    read_line = read_summary(result)
     if args.action == "validate":
         print(f"OK {read_line}")
     elif args.action == "convert":

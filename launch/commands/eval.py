@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from data_prep import DataFormatError
 from launch.commands.sft import load_dialogues
 from launch.config_io import parse_configs, save_resolved_config
+from launch.errors import option, require_inputs
 from models.evaluation import build_eval_examples, evaluate_transmitter
 from models.loading import resolve_device
 from models.prompt import PromptFormatter
@@ -110,18 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     save_resolved_config(out, cfg)
+    require_inputs(models={"--model": cfg.model})
     if cfg.selfplay:
         from launch.commands.eval_selfplay import run_selfplay_eval
 
         return run_selfplay_eval(cfg)
-    try:
+    with option("--data"):
         dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
         examples = build_eval_examples(dialogues, cfg.num_candidates, cfg.seed, cfg.examples_per_dialogue)
-    except (DataFormatError, FileNotFoundError, ValueError) as err:
-        print(f"p2bot eval: error: {err}", file=sys.stderr)
-        return 1
     start = time.perf_counter()
-    model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device))
+    with option("--model", cfg.model):
+        model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device))
     load_s = time.perf_counter() - start
     formatter = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
     print(f"p2bot eval: {cfg.model} on {len(dialogues)} dialogues, {len(examples)} examples (model loaded in "

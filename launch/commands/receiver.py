@@ -15,8 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep import DataFormatError, build_receiver_examples, read_dialogues, resolve_data_path
+from data_prep import DataFormatError, build_receiver_examples
 from launch.config_io import parse_configs, save_resolved_config
+from launch.errors import option, read_data, require_inputs
 from models.lexical import LexicalScorer, lexical_persona_score
 from models.metrics import paired_bootstrap
 from models.receiver import Receiver
@@ -58,17 +59,18 @@ class ReceiverDataConfig:
             raise ValueError("num_train_negatives and num_eval_negatives must be >= 1")
 
 
-def _read(path: str):
-    return read_dialogues(resolve_data_path(path)).dialogues
+def _read(path: str, flag: str):
+    with option(flag):
+        return read_data(path).dialogues
 
 
 def split_dialogues(data: ReceiverDataConfig):
     """(train, eval) dialogues: eval_data when given, else a seeded by-dialogue hold-out of train_data."""
-    train = _read(data.train_data)
+    train = _read(data.train_data, "--train_data")
     if data.max_dialogues:
         train = train[: data.max_dialogues]
     if data.eval_data:
-        return train, _read(data.eval_data)
+        return train, _read(data.eval_data, "--eval_data")
     if data.holdout_first:
         if data.holdout_first >= len(train):
             raise ValueError(f"holdout_first={data.holdout_first} leaves no training dialogue ({len(train)} read)")
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     data, cfg = parse_configs((ReceiverDataConfig, ReceiverTrainingConfig), argv, prog="p2bot receiver",
                               description=__doc__)
+    require_inputs(receivers={"--model_name_or_path": cfg.model_name_or_path})
     out = Path(cfg.output_dir)
     save_resolved_config(out, data, cfg)
     try:

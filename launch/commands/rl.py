@@ -14,6 +14,7 @@ from accelerate.utils import set_seed
 from data_prep import build_selfplay_pairs
 from launch.commands.sft import load_dialogues
 from launch.config_io import parse_configs, save_resolved_config
+from launch.errors import option, require_inputs
 from models.prompt import PromptFormatter
 from models.transmitter import Transmitter
 from rewards import ScorerPool, build_composite
@@ -53,6 +54,11 @@ def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> Sel
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     (cfg,) = parse_configs((PPOConfig,), argv, prog="p2bot rl", description=__doc__)
+    require_inputs(data={"--data_path": cfg.data_path},
+                   models={"--model_name_or_path": cfg.model_name_or_path,
+                           "--ref_model_name_or_path": cfg.ref_model_name_or_path,
+                           "--partner_model_name_or_path": cfg.partner_model_name_or_path},
+                   receivers={"--receiver_name_or_path": cfg.receiver_name_or_path})
     accelerator = build_accelerator(cfg)
     set_seed(cfg.seed, device_specific=True)  # different sampling per process, reproducible per rank
     if accelerator.is_main_process:
@@ -76,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer = PPOTrainer(cfg, policy, ref, reward_fn, accelerator)
     if hasattr(reward_fn, "setup"):
         reward_fn.setup(accelerator)
-    env = build_env(cfg, formatter, reward_fn, partner, accelerator)
+    with option("--data_path"):
+        env = build_env(cfg, formatter, reward_fn, partner, accelerator)
     stats = train(trainer, env)
     accelerator.print(f"[p2bot rl] done: step {trainer.global_step}, "
                       f"scores {stats.get('objective/scores', float('nan')):.4f}, kl {stats.get('objective/kl', float('nan')):.4f}; "

@@ -9,13 +9,13 @@ Writes checkpoints and logs to ``output_dir`` and the final Transmitter to ``out
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from transformers import TrainingArguments
 
-from data_prep import DataFormatError, build_transmitter_examples, read_dialogues, resolve_data_path
+from data_prep import build_transmitter_examples
 from launch.config_io import parse_configs, save_resolved_config
+from launch.errors import option, read_data
 from models.prompt import PromptFormatter
 from models.sft import SFTCollator, TransmitterSFTConfig, TransmitterSFTDataset, TransmitterSFTTrainer
 from models.transmitter import Transmitter
@@ -24,8 +24,9 @@ DEFAULT_OUTPUT_DIR = "runs/sft"
 
 
 def load_dialogues(path: str, data_format: str | None, skip: int = 0, limit: int = 0):
-    """Dialogues of ``path`` ('' or 'sample': the shipped sample set), ``[skip : skip + limit]``."""
-    dialogues = read_dialogues(resolve_data_path(path), format=data_format).dialogues[skip:]
+    """Dialogues of ``path`` ('' or 'sample': the shipped sample set), ``[skip : skip + limit]``; prints the
+    records read, repaired and skipped."""
+    dialogues = read_data(path, data_format).dialogues[skip:]
     return dialogues[:limit] if limit else dialogues
 
 
@@ -39,13 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     args.label_names = ["labels"]
     out = Path(args.output_dir)
     save_resolved_config(out, cfg, args)
-    try:
+    with option("--data"):
         train_dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
+    with option("--eval_data"):
         eval_dialogues = load_dialogues(cfg.eval_data, cfg.data_format) if cfg.eval_data else None
-    except (DataFormatError, FileNotFoundError, ValueError) as err:
-        print(f"p2bot sft: error: {err}", file=sys.stderr)
-        return 1
-    model = Transmitter.from_pretrained(cfg.model, with_value_head=cfg.with_value_head, lora=cfg.lora_config())
+    with option("--model", cfg.model):
+        model = Transmitter.from_pretrained(cfg.model, with_value_head=cfg.with_value_head, lora=cfg.lora_config())
     formatter = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
 
     def dataset(dialogues):
