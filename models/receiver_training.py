@@ -27,10 +27,15 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from models.atomic import recover_dir, replace_dir, write_text_atomic
+from models.jsonl_log import JsonlLog
 from models.receiver import Receiver, pad_personas, soft_persona_scores
+from models.tracking import resolve_report_to, tracker_config
+from models.train_state import load_rng_state, load_scheduler, save_rng_state, save_scheduler
 
 CHECKPOINT_DIR = "checkpoint"
 TRAINER_STATE = "trainer_state.json"
+LOG_FILE = "log.jsonl"
 
 
 @dataclass
@@ -57,7 +62,9 @@ class ReceiverTrainingConfig:
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (0 = only at the end)"})
     resume: bool = field(default=False, metadata={"help": "continue from output_dir/checkpoint if it exists"})
     seed: int = field(default=0, metadata={"help": "random seed (data order, dropout)"})
-    report_to: str = field(default="none", metadata={"help": "'none' or an accelerate tracker such as 'tensorboard'"})
+    report_to: str = field(default="none", metadata={
+        "help": "trackers: none, all, or comma-separated tensorboard, wandb, trackio, mlflow (any accelerate tracker)"})
+    log_level: str = field(default="warning", metadata={"help": "logging level: debug, info, warning, error, critical"})
     use_cpu: bool = field(default=False, metadata={"help": "force CPU even when a GPU is present"})
 
     def __post_init__(self):
@@ -69,6 +76,7 @@ class ReceiverTrainingConfig:
             raise ValueError("margin and sparsity_coef must be >= 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        resolve_report_to(self.report_to)
 
 
 # --- losses (pure) ---
@@ -196,7 +204,7 @@ class ReceiverTrainer:
         self.cfg, self.receiver = cfg, receiver
         self.train_rows, self.eval_rows = list(train_rows), list(eval_rows or [])
         self.out = Path(cfg.output_dir)
-        self.accelerator = Accelerator(cpu=cfg.use_cpu, log_with=None if cfg.report_to == "none" else cfg.report_to,
+        self.accelerator = Accelerator(cpu=cfg.use_cpu, log_with=resolve_report_to(cfg.report_to) or None,
                                        project_dir=str(self.out))
         set_seed(cfg.seed)
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -207,8 +215,9 @@ class ReceiverTrainer:
         optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
         self.scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(cfg.warmup_ratio * cfg.max_steps),
                                        num_training_steps=max(cfg.max_steps, 1))
+        # the scheduler stays out of accelerate's checkpoint (which pickles it): saved as JSON here
         self.model, self.optimizer = self.accelerator.prepare(receiver, optimizer)
-        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.log = JsonlLog(self.out / LOG_FILE, self.accelerator.is_main_process)
         self.step = 0
         self.history: list[dict] = []
         self.eval_scores: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -226,42 +235,55 @@ class ReceiverTrainer:
 
     # --- checkpoints ---
     def save_checkpoint(self) -> Path:
-        """Model, optimizer, scheduler, RNG states and step; written to a temp dir and renamed into place."""
+        """Model, optimizer, scheduler, RNG states, step and log offset; written to a temp dir, fsynced and swapped into place.
+
+        The swap (``models.atomic.replace_dir``) never leaves a moment without a complete ``checkpoint``.
+        """
         acc, final = self.accelerator, self.out / CHECKPOINT_DIR
         tmp = self.out / f".{CHECKPOINT_DIR}.tmp"
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=True)
+        save_rng_state(tmp, acc.process_index)
+        acc.wait_for_everyone()
         if acc.is_main_process:
-            (tmp / TRAINER_STATE).write_text(json.dumps({"step": self.step, "config": asdict(self.cfg)}, indent=2))
-            old = self.out / f".{CHECKPOINT_DIR}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if final.exists():
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            save_scheduler(self.scheduler, tmp)
+            state = {"step": self.step, "log_offset": self.log.offset(), "config": asdict(self.cfg)}
+            write_text_atomic(tmp / TRAINER_STATE, json.dumps(state, indent=2))
+            replace_dir(tmp, final)
         acc.wait_for_everyone()
         return final
 
-    def load_checkpoint(self) -> bool:
-        path = self.out / CHECKPOINT_DIR
+    def load_checkpoint(self) -> dict | None:
+        """Restore ``output_dir/checkpoint``; None when there is none. An incomplete or old-format one is an error."""
+        acc, path = self.accelerator, self.out / CHECKPOINT_DIR
+        if acc.is_main_process:
+            recover_dir(path)  # a crash between the two renames of the fallback swap left it aside
+        acc.wait_for_everyone()
+        if not path.exists():
+            return None
         if not (path / TRAINER_STATE).is_file():
-            return False
-        self.accelerator.load_state(str(path))
-        self.step = json.loads((path / TRAINER_STATE).read_text())["step"]
-        # the optimizer holds the lr of the saved run: recompute it from this run's schedule (max_steps may differ)
-        self.scheduler.last_epoch = self.step - 1
-        self.scheduler.step()
+            raise FileNotFoundError(f"{path}: no {TRAINER_STATE}; not a complete Receiver checkpoint")
+        if (path / "custom_checkpoint_0.pkl").is_file():
+            raise ValueError(f"{path}: written by an older p2bot that pickled the scheduler; it cannot be resumed "
+                             "without unpickling (retrain, or start from a saved model)")
+        acc.load_state(str(path), load_kwargs={"weights_only": True})
+        load_rng_state(path, acc.process_index)
+        load_scheduler(self.scheduler, path)
+        state = json.loads((path / TRAINER_STATE).read_text())
+        self.step = state["step"]
+        saved = state.get("config", {})
+        if any(saved.get(k) != getattr(self.cfg, k) for k in ("max_steps", "warmup_ratio")):
+            # the optimizer holds the lr of the saved run's schedule: recompute it from this run's
+            self.scheduler.last_epoch = self.step - 1
+            self.scheduler.step()
         self.receiver.clear_cache()
-        return True
+        return state
 
     def _log(self, stats: dict) -> None:
         self.history.append(stats)
-        if self.accelerator.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / "log.jsonl", "a") as f:
-                f.write(json.dumps(stats) + "\n")
+        self.log.append(stats)
         self.accelerator.log({k: v for k, v in stats.items() if k != "step"}, step=stats["step"])
 
     def evaluate(self) -> dict[str, float]:
@@ -273,10 +295,15 @@ class ReceiverTrainer:
     def train(self) -> dict:
         """Run to ``cfg.max_steps``; returns ``{"steps", "train_seconds", "final_eval"?}``."""
         cfg, acc = self.cfg, self.accelerator
-        if cfg.report_to != "none":
-            acc.init_trackers("receiver", config={k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)})
-        if cfg.resume and self.load_checkpoint():
+        state = self.load_checkpoint() if cfg.resume else None
+        if state is not None:
             acc.print(f"resumed from {self.out / CHECKPOINT_DIR} at step {self.step}")
+        elif cfg.resume:
+            acc.print(f"resume: no checkpoint in {self.out}, starting from step 0")
+        self.log.truncate((state or {}).get("log_offset", 0))  # what was logged after the checkpoint is logged again
+        if acc.log_with:
+            init = {"tensorboard": {"purge_step": self.step + 1}} if state else {}
+            acc.init_trackers("receiver", config=tracker_config(asdict(cfg)), init_kwargs=init)
         start, started = self.step, time.time()
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="receiver", disable=not acc.is_local_main_process)
         running: dict[str, float] = {}

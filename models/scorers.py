@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from trl.trainer.utils import selective_log_softmax
 
+from models.transmitter import pad_batch, position_ids_from_mask
+
 
 def adapter_disabled(model, disable: bool = True):
     """``model.disable_adapter()`` for a PEFT model when ``disable``; a no-op context otherwise."""
@@ -75,17 +77,16 @@ class LMScorer:
 
     def _score_chunk(self, chunk, prefixes, targets, out, device, pad) -> None:
         seqs = [list(prefixes[i]) + list(targets[i]) for i in chunk]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (B, L), right-padded
-        mask = torch.zeros(len(seqs), width, dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = torch.tensor(s)
-            mask[row, : len(s)] = 1
-        logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits  # (B, L, V)
-        logps = selective_log_softmax(logits[:, :-1].float(), ids[:, 1:].to(device))  # (B, L-1): log p(x_{t+1} | x_≤t)
+        ids, mask = pad_batch(seqs, pad, side="left")  # (B, L): every target ends in the last column
+        keep = max(len(targets[i]) for i in chunk) + 1  # the last positions, whose logits predict the targets
+        kw = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids_from_mask(mask).to(device))
+        try:  # the LM head over `keep` positions only, not the whole (B, L, V) context
+            logits = self.model(**kw, logits_to_keep=keep).logits[:, -keep:]  # (B, keep, V)
+        except TypeError:  # a model without logits_to_keep
+            logits = self.model(**kw).logits[:, -keep:]
+        logps = selective_log_softmax(logits[:, :-1].float(), ids[:, 1 - keep:].to(device))  # (B, keep-1): log p(x_{t+1} | x_≤t)
         for row, i in enumerate(chunk):
-            first = len(prefixes[i]) - 1  # the logit at the prefix's last token predicts the first target token
-            out[i] = logps[row, first : first + len(targets[i])].cpu()
+            out[i] = logps[row, keep - 1 - len(targets[i]):].cpu()
 
     def mean_logprobs(self, prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[float | None]:
         """Mean log-prob per target token; None for an empty target."""

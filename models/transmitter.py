@@ -2,7 +2,8 @@
 
 Saved layout (``save_pretrained``): the LM as a normal HF checkpoint (``model.safetensors``) or, with LoRA,
 as a PEFT adapter (``adapter_model.safetensors``); the tokenizer; ``p2bot_heads.safetensors`` (``nup_head.*``,
-``value_head.*``); ``p2bot_transmitter.json`` (format version, base model, flags).
+``value_head.*``); ``p2bot_transmitter.json`` (format version, base model, flags); a model card (``README.md``).
+``push_to_hub`` uploads that folder; ``from_pretrained("user/repo")`` fetches it whole, heads included.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from models.atomic import replace_dir, temp_dir_for
+from models.hub import PushToHubMixin, local_snapshot
 from models.loading import resolve_model_path
+from models.model_card import CardInfo, write_card
 
 HEADS_FILE = "p2bot_heads.safetensors"
 META_FILE = "p2bot_transmitter.json"
@@ -65,7 +68,7 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -
     return ids, mask
 
 
-class Transmitter(nn.Module):
+class Transmitter(PushToHubMixin, nn.Module):
     """A causal LM (``.lm``, a ``PreTrainedModel`` or ``PeftModel``) with scalar heads on its last hidden state.
 
     Args:
@@ -73,6 +76,9 @@ class Transmitter(nn.Module):
         tokenizer: its tokenizer (a pad token is set to EOS when missing).
         with_value_head: add a value head (PPO critic sharing the trunk).
         base_name: the model argument the LM came from (recorded when saving a LoRA adapter).
+
+    ``card`` (a ``models.model_card.CardInfo``) is what the next ``save_pretrained`` writes into the model card;
+    training code fills in data, config and metrics.
     """
 
     def __init__(self, lm, tokenizer, *, with_value_head: bool = False, base_name: str = ""):
@@ -85,6 +91,7 @@ class Transmitter(nn.Module):
         self.nup_head = _make_head(hidden, std=0.02)
         self.value_head = _make_head(hidden, std=0.0) if with_value_head else None
         self.base_name = base_name
+        self.card = CardInfo(base_model=base_name)
 
     # --- construction / persistence ---
 
@@ -102,7 +109,8 @@ class Transmitter(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "embedded", *, with_value_head: bool = False,
-                        lora=None, torch_dtype=None, device=None, trust_remote_code: bool = False) -> Transmitter:
+                        lora=None, torch_dtype=None, device=None, trust_remote_code: bool = False,
+                        revision: str | None = None) -> Transmitter:
         """Load a Transmitter from ``"embedded"``, a hub id, a plain HF checkpoint or a saved Transmitter.
 
         Args:
@@ -113,8 +121,9 @@ class Transmitter(nn.Module):
             torch_dtype: dtype of the LM weights (heads stay float32).
             device: where to put the model.
             trust_remote_code: passed to transformers (off by default).
+            revision: hub revision (branch, tag or commit) of a hub id.
         """
-        path = resolve_model_path(name_or_path, kind="policy")
+        path = local_snapshot(resolve_model_path(name_or_path, kind="policy"), META_FILE, revision)
         local = Path(path)
         meta = json.loads((local / META_FILE).read_text()) if (local / META_FILE).is_file() else {}
         kw = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code)
@@ -128,15 +137,16 @@ class Transmitter(nn.Module):
             lm = PeftModel.from_pretrained(lm, path, is_trainable=True)
             base_name = base
         else:
-            lm = AutoModelForCausalLM.from_pretrained(path, **kw)
+            lm = AutoModelForCausalLM.from_pretrained(path, revision=revision, **kw)
             base_name = meta.get("base") or str(name_or_path)
             if lora is not None:
                 from peft import get_peft_model
 
                 lm = get_peft_model(lm, lora)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         model = cls(lm, tokenizer, with_value_head=with_value_head or bool(meta.get("with_value_head")),
                     base_name=base_name)
+        model.card.base_model = meta.get("base_model") or base_name  # the model p2bot training first started from
         if (local / HEADS_FILE).is_file():
             model.load_heads(local / HEADS_FILE)
         if device is not None:
@@ -156,25 +166,22 @@ class Transmitter(nn.Module):
             self.value_head.load_state_dict(value)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, atomic: bool = True) -> Path:
-        """Write LM (or LoRA adapter), tokenizer, heads and metadata to ``save_directory``.
+        """Write LM (or LoRA adapter), tokenizer, heads, metadata and model card to ``save_directory``.
 
         Args:
-            atomic: write a temp directory and rename it over ``save_directory`` (replacing what was there);
-                ``False`` writes into the directory in place (Trainer checkpoints, which hold other files too).
+            atomic: write a temp directory, fsync it and swap it with ``save_directory`` (the old copy stays until
+                the new one is in place); ``False`` writes into the directory in place (Trainer and RL
+                checkpoints, which are themselves written to a temp directory first).
         """
         target = Path(save_directory)
         if not atomic:
             target.mkdir(parents=True, exist_ok=True)
             self._write(target)
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp", dir=target.parent))
-        tmp.chmod(0o755)
+        tmp = temp_dir_for(target)
         try:
             self._write(tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+            replace_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
@@ -184,8 +191,13 @@ class Transmitter(nn.Module):
         self.tokenizer.save_pretrained(directory)
         save_file(self.heads_state_dict(), str(directory / HEADS_FILE))
         meta = dict(format_version=FORMAT_VERSION, base=self.base_name if self.is_peft else "",
-                    peft=self.is_peft, with_value_head=self.value_head is not None)
+                    base_model=self.card.base_model, peft=self.is_peft, with_value_head=self.value_head is not None)
         (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        heads = "a next-utterance-prediction head" + (" and a value head" if self.value_head is not None else "")
+        lm = "LoRA adapters over the base model" if self.is_peft else "a causal LM"
+        write_card(directory, self.card, kind="policy",
+                   summary=f"A persona-grounded dialogue agent trained with p2bot: {lm} with "
+                           f"{heads} (`{HEADS_FILE}`).")
 
     def load_weights(self, directory: str | os.PathLike) -> None:
         """Load LM (or adapter) and head weights saved by ``save_pretrained`` into this model, in place."""

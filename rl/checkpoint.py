@@ -1,12 +1,13 @@
 """Atomic checkpoints of a ``PPOTrainer``: everything needed to resume exactly, plus the trained policy.
 
 Layout of ``<output_dir>/checkpoint-<step>/``:
-    state/                 ``accelerator.save_state``: model weights (safetensors; DeepSpeed: its own shards),
-                           optimizer, scheduler, python/numpy/torch RNG of every process
+    state/                 ``accelerator.save_state``: model weights (safetensors; DeepSpeed: its own shards) and
+                           optimizer (``optimizer.bin``, read back with ``weights_only=True``); ``scheduler.json`` and
+                           ``rng_state_<rank>.safetensors`` (python/numpy/torch RNG of every process), no pickle
     policy/                ``Transmitter.save_pretrained`` (safetensors; LoRA adapters with PEFT; ZeRO-3: gathered)
-    trainer_state.json     step, KL-controller state, anything the caller adds
-Every process writes into ``.tmp-checkpoint-<step>``, then the main process renames it (``os.replace``), so a
-crash never leaves a half-written ``checkpoint-<step>``.
+    trainer_state.json     step, KL-controller state, log offsets, anything the caller adds
+Every process writes into ``.tmp-checkpoint-<step>``; the main process fsyncs it and renames it into place
+(``models.atomic.replace_dir``), so a crash at any moment leaves every ``checkpoint-<step>`` complete.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import re
 import shutil
 from pathlib import Path
 
+from models.atomic import fsync_path, recover_dir, replace_dir, write_text_atomic
+from models.train_state import load_rng_state, load_scheduler, save_rng_state, save_scheduler
 from rl.trainer import PPOTrainer
 
 PREFIX = "checkpoint-"
@@ -35,23 +38,20 @@ def save_checkpoint(trainer: PPOTrainer, output_dir: str | os.PathLike, extra: d
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
     acc.save_state(str(tmp / "state"), safe_serialization=True)
+    save_rng_state(tmp / "state", acc.process_index)
     with trainer.generation_model() as policy:  # under ZeRO-3 this gathers the full weights on every process
         if acc.is_main_process:
-            policy.save_pretrained(tmp / "policy")
+            policy.save_pretrained(tmp / "policy", atomic=False)
+    acc.wait_for_everyone()
     if acc.is_main_process:
+        save_scheduler(trainer.scheduler, tmp / "state")
         state = {**trainer.state_dict(), **(extra or {})}
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
-        if final.exists():  # re-saving the same step: swap, then drop the old copy
-            old = out / f".old-{PREFIX}{trainer.global_step}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        write_text_atomic(tmp / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+        replace_dir(tmp, final)  # fsyncs the tree first; an existing same-step checkpoint is swapped out
         if save_total_limit > 0:
             for stale in list_checkpoints(out)[:-save_total_limit]:
                 shutil.rmtree(stale, ignore_errors=True)
+            fsync_path(out)
     acc.wait_for_everyone()
     return final
 
@@ -61,7 +61,13 @@ def load_checkpoint(trainer: PPOTrainer, path: str | os.PathLike) -> dict:
     path = Path(path)
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(f"{path}: not a p2bot RL checkpoint (no {STATE_FILE})")
-    trainer.accelerator.load_state(str(path / "state"))
+    if (path / "state" / "custom_checkpoint_0.pkl").is_file():
+        raise ValueError(f"{path}: written by an older p2bot that pickled the scheduler; it cannot be resumed "
+                         "without unpickling (start a new run from its policy/ instead)")
+    acc = trainer.accelerator
+    acc.load_state(str(path / "state"), load_kwargs={"weights_only": True})
+    load_scheduler(trainer.scheduler, path / "state")
+    load_rng_state(path / "state", acc.process_index)
     state = json.loads((path / STATE_FILE).read_text())
     trainer.load_state_dict(state)
     return state
@@ -74,6 +80,18 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in out.iterdir() if (m := re.fullmatch(rf"{PREFIX}(\d+)", p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
+
+
+def recover_checkpoints(output_dir: str | os.PathLike) -> None:
+    """Main process, before a resume: put back a checkpoint a crash left aside, drop unfinished temp directories."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return
+    for p in list(out.iterdir()):
+        if m := re.fullmatch(rf"\.({PREFIX}\d+)\.old", p.name):
+            recover_dir(out / m.group(1))
+    for p in out.glob(f".tmp-{PREFIX}*"):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def resolve_checkpoint(spec: str | None, output_dir: str | os.PathLike) -> Path | None:

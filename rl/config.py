@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from models.tracking import resolve_report_to
+
 ALGOS = ("ppo", "reinforce")
 KL_ESTIMATORS = ("k1", "k3")
 
@@ -28,7 +30,10 @@ class PPOConfig:
     logging_steps: int = field(default=1, metadata={"help": "append metrics to metrics.jsonl every this many steps"})
     sample_log_steps: int = field(default=5, metadata={"help": "write sample dialogues every this many steps (0: never)"})
     num_sample_dialogues: int = field(default=2, metadata={"help": "how many dialogues each sample log shows"})
-    report_to: list[str] = field(default_factory=list, metadata={"help": "extra loggers: tensorboard"})
+    report_to: list[str] = field(default_factory=list, metadata={
+        "help": "trackers besides metrics.jsonl: none, all, or tensorboard, wandb, trackio, mlflow (any accelerate "
+                "tracker); files go under output_dir/tracking"})
+    log_level: str = field(default="warning", metadata={"help": "logging level: debug, info, warning, error, critical"})
     disable_tqdm: bool = field(default=False, metadata={"help": "no progress bar"})
 
     # --- models ---
@@ -118,6 +123,7 @@ class PPOConfig:
     reward_weights: list[float] | None = field(default=None, metadata={"help": "one weight per reward (default: built-ins')"})
 
     def __post_init__(self) -> None:
+        self.report_to = resolve_report_to(self.report_to)
         if self.algo not in ALGOS:
             raise ValueError(f"algo={self.algo!r}: expected one of {ALGOS}")
         if self.kl_estimator not in KL_ESTIMATORS:

@@ -1,8 +1,10 @@
 """Statistics of a self-play evaluation: per-model values with bootstrap intervals, paired model comparisons, tables.
 
-Every metric is a ratio of sums over persona pairs (Σ num / Σ den), optionally transformed (PPL = exp(NLL/token));
-distinct-n is recomputed on each resample. Intervals are percentile bootstraps over pairs (basic bootstrap for
-distinct-n); a comparison resamples the same pairs for both models (paired), so pair difficulty cancels out.
+Every metric is a ratio of sums over persona pairs (Σ num / Σ den), optionally transformed (PPL = exp(NLL/token)),
+so it can be recomputed on any resample of pairs. Intervals are percentile bootstraps over pairs; a comparison
+resamples the same pairs for both models (paired), so pair difficulty cancels out. Distinct-n is counted within
+each pair (all its dialogues, both speakers): corpus-level distinct-n is not a sum over pairs (a resample that
+repeats a pair repeats its n-grams), so it is reported as a point value only (``corpus_distinct``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from rl.evaluation import ModelEval
 class Metric:
     key: str
     label: str
-    tally: str | None = None  # the tally it is computed from (default: key); None for distinct-n
+    tally: str | None = None  # the tally it is computed from (default: key)
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     better: str = ""  # "higher", "lower" or "" (no direction)
-    interval: str = "percentile"  # or "basic" (2·estimate − percentiles: for statistics a resample biases)
 
 
 METRICS: tuple[Metric, ...] = (
@@ -39,9 +40,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("judge_ppl", "judge PPL", tally="judge_nll", transform=torch.exp, better="lower"),
     Metric("contradiction_persona", "contradicts own persona (NLI)", better="lower"),
     Metric("contradiction_history", "contradicts own earlier turn (NLI)", better="lower"),
-    # a resample repeats pairs, which lowers distinct-n: the basic interval corrects that bias to first order
-    Metric("distinct_1", "distinct-1", tally=None, better="higher", interval="basic"),
-    Metric("distinct_2", "distinct-2", tally=None, better="higher", interval="basic"),
+    Metric("distinct_1", "distinct-1 (within a pair's dialogues)", better="higher"),
+    Metric("distinct_2", "distinct-2 (within a pair's dialogues)", better="higher"),
     Metric("self_repeat_rate", "self-repetition (near-copy of an own earlier turn)", better="lower"),
     Metric("intra_repeat", "repeated trigrams within an utterance", better="lower"),
     Metric("mean_words", "mean words per utterance"),
@@ -51,24 +51,17 @@ METRICS: tuple[Metric, ...] = (
 BY_KEY = {m.key: m for m in METRICS}
 
 
-def _distinct(grams: list[list[tuple]], idx: torch.Tensor | None) -> torch.Tensor:
-    """Distinct-n over the units in ``idx`` (S, N) → (S,), or over all units → ()."""
-    vocab: dict[tuple, int] = {}
-    ids = [torch.tensor([vocab.setdefault(g, len(vocab)) for g in unit], dtype=torch.long) for unit in grams]
-
-    def one(rows) -> float:
-        cat = torch.cat([ids[i] for i in rows]) if len(rows) else torch.empty(0, dtype=torch.long)
-        return cat.unique().numel() / cat.numel() if cat.numel() else float("nan")
-
-    if idx is None:
-        return torch.tensor(one(range(len(ids))), dtype=torch.float64)
-    return torch.tensor([one(row.tolist()) for row in idx], dtype=torch.float64)
+def corpus_distinct(ev: ModelEval) -> dict[str, float]:
+    """Distinct-1/2 over every judged utterance of the model (point values)."""
+    out = {}
+    for n, units in ev.ngrams.items():
+        grams = [g for unit in units for g in unit]
+        out[f"distinct_{n}"] = len(set(grams)) / len(grams) if grams else float("nan")
+    return out
 
 
 def metric_values(ev: ModelEval, metric: Metric, idx: torch.Tensor | None = None) -> torch.Tensor | None:
     """The metric on the data (idx None → a scalar tensor) or per resample (idx (S, N) → (S,)); None if not measured."""
-    if metric.tally is None and metric.key.startswith("distinct_"):
-        return _distinct(ev.ngrams[int(metric.key.rsplit("_", 1)[1])], idx)
     tally = ev.tallies.get(metric.tally or metric.key)
     if tally is None or float(tally[1].sum()) == 0:
         return None
@@ -85,8 +78,6 @@ def summarize(ev: ModelEval, num_samples: int = 2000, seed: int = 0, confidence:
         if value is None:
             continue
         low, high = percentile_interval(metric_values(ev, m, idx), confidence)
-        if m.interval == "basic":
-            low, high = 2 * float(value) - high, 2 * float(value) - low
         out[m.key] = {"value": float(value), "low": low, "high": high}
     return out
 
@@ -101,8 +92,7 @@ def compare(a: ModelEval, b: ModelEval, num_samples: int = 2000, seed: int = 0, 
         va, vb = metric_values(a, m), metric_values(b, m)
         if va is None or vb is None:
             continue
-        stats = paired_interval(va, vb, metric_values(a, m, idx), metric_values(b, m, idx), confidence,
-                                basic=m.interval == "basic")
+        stats = paired_interval(va, vb, metric_values(a, m, idx), metric_values(b, m, idx), confidence)
         out[m.key] = {"a": float(va), "b": float(vb), **stats}
     return out
 

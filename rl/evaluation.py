@@ -98,25 +98,31 @@ def _sentence_key(s: str) -> str:
     return " ".join(s.lower().split())
 
 
-def distractors_for(pair_id: str, speaker: str, own: Sequence[str], partner: Sequence[str], pool: Sequence[Sequence[str]],
-                    settings: JudgeSettings, seed: int = 0) -> list[list[str]]:
+class PersonaPool:
+    """Distinct personas (by their set of normalised sentences) that distractors are drawn from."""
+
+    def __init__(self, personas: Sequence[Sequence[str]]):
+        seen: dict[frozenset, list[str]] = {}
+        for p in personas:
+            key = frozenset(_sentence_key(s) for s in p)
+            if p and key not in seen:
+                seen[key] = list(p)
+        self.keys, self.personas = list(seen), list(seen.values())
+
+
+def distractors_for(pair_id: str, speaker: str, own: Sequence[str], partner: Sequence[str],
+                    pool: PersonaPool | Sequence[Sequence[str]], settings: JudgeSettings, seed: int = 0) -> list[list[str]]:
     """``num_candidates - 1`` personas from ``pool`` that share no sentence with ``own``, fixed per (pair, speaker, seed).
 
     With ``partner_as_distractor`` the partner's persona is one of them (when it shares no sentence with ``own``).
     Fewer are returned when the pool has fewer eligible personas.
     """
+    pool = pool if isinstance(pool, PersonaPool) else PersonaPool(pool)
     own_keys = {_sentence_key(s) for s in own}
-    eligible, seen = [], set()
-    for p in [*pool]:
-        key = tuple(sorted(_sentence_key(s) for s in p))
-        if key not in seen and not own_keys & set(key):
-            seen.add(key)
-            eligible.append(list(p))
-    partner_key = tuple(sorted(_sentence_key(s) for s in partner))
-    first: list[list[str]] = []
-    if settings.partner_as_distractor and not own_keys & set(partner_key):
-        first = [list(partner)]
-        eligible = [p for p in eligible if tuple(sorted(_sentence_key(s) for s in p)) != partner_key]
+    partner_key = frozenset(_sentence_key(s) for s in partner)
+    first = [list(partner)] if settings.partner_as_distractor and not own_keys & partner_key else []
+    eligible = [p for key, p in zip(pool.keys, pool.personas)
+                if not own_keys & key and not (first and key == partner_key)]
     rng = random.Random(f"{seed}|{pair_id}|{speaker}")
     k = max(0, min(settings.num_candidates - 1 - len(first), len(eligible)))
     return first + rng.sample(eligible, k)
@@ -132,6 +138,7 @@ def judge(name: str, played: Sequence[PlayedDialogue], judges: Judges, distracto
           seed: int = 0) -> ModelEval:
     """Tallies of every metric for every judged speaker, summed per persona pair (see the module docstring)."""
     cfg = judges.settings
+    pool = distractor_pool if isinstance(distractor_pool, PersonaPool) else PersonaPool(distractor_pool)
     tallies: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
     grams: dict[int, dict[str, list]] = {1: defaultdict(list), 2: defaultdict(list)}
     units: list[str] = []
@@ -150,7 +157,7 @@ def judge(name: str, played: Sequence[PlayedDialogue], judges: Judges, distracto
         for speaker in pd.judged:
             turns, own, other = _speaker_view(d, speaker)
             utts = [d.turns[t] for t in turns]
-            distractors = distractors_for(d.pair_id, speaker, own, other, distractor_pool, cfg, seed)
+            distractors = distractors_for(d.pair_id, speaker, own, other, pool, cfg, seed)
             t0 = time.perf_counter()
             for key, pj in (("perceive", judges.persona), ("receiver", judges.receiver)):
                 if pj is not None:
@@ -186,6 +193,9 @@ def judge(name: str, played: Sequence[PlayedDialogue], judges: Judges, distracto
         t0 = time.perf_counter()
         _nli_tallies(judges.nli, nli_rows, cfg.contradiction_threshold, add)
         seconds["nli_judge"] = time.perf_counter() - t0
+    for n, per_pair in grams.items():  # distinct-n within each pair's judged utterances
+        for pair, g in per_pair.items():
+            add(pair, f"distinct_{n}", len(set(g)), len(g))
     out = {m: (torch.tensor([per[u][0] for u in units], dtype=torch.float64),
                torch.tensor([per[u][1] for u in units], dtype=torch.float64)) for m, per in tallies.items()}
     return ModelEval(name, units, out, {n: [g[u] for u in units] for n, g in grams.items()}, list(played), dict(seconds))

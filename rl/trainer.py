@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from transformers import get_scheduler
 from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
+from models.tracking import resolve_report_to
 from rl.advantages import gae, group_baseline_advantages, kl_penalty, token_rewards, whiten
 from rl.config import PPOConfig
 from rl.experience import Experience, Rollout, collate
@@ -28,12 +29,17 @@ logger = logging.getLogger(__name__)
 
 
 def build_accelerator(config: PPOConfig, **kwargs) -> Accelerator:
-    """An ``Accelerator`` for ``config``; a multi-process run without CUDA uses gloo (DeepSpeed on CPU needs it)."""
-    from accelerate.utils import InitProcessGroupKwargs
+    """An ``Accelerator`` for ``config``, logging to its ``report_to`` trackers (files under ``output_dir``); a
+    multi-process run without CUDA uses gloo (DeepSpeed on CPU needs it)."""
+    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 
     handlers = list(kwargs.pop("kwargs_handlers", []))
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    trackers = resolve_report_to(config.report_to)
+    kwargs.setdefault("log_with", trackers or None)
+    kwargs.setdefault("project_config", ProjectConfiguration(project_dir=config.output_dir,
+                                                             logging_dir=os.path.join(config.output_dir, "tracking")))
     return Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps, kwargs_handlers=handlers, **kwargs)
 
 
@@ -88,8 +94,7 @@ class PPOTrainer:
         self.scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
                                        num_training_steps=total)
         self._configure_deepspeed()
-        self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
-        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)  # the scheduler: rl.checkpoint, as JSON
         self.ref_model = self._prepare_ref(ref_policy)
         self.kl_ctl = build_kl_controller(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
         self.global_step = 0

@@ -5,8 +5,10 @@ Stages (each is the corresponding ``p2bot`` command, run in this process):
   2. receiver  train the persona Receiver (all-MiniLM-L6-v2) by weak supervision
   3. eval      F1 / Hits@1 / perplexity of the SFT model on held-out sample dialogues
   4. rl        PPO self-play with the P² rewards (persona from the trained Receiver, fluency, coherence, repetition)
-  5. eval      the same evaluation on the RL policy
-  6. report    metrics.json, PNG plots of reward components / KL / entropy, sample dialogues before and after RL
+  5. eval      the same evaluation on the RL policy, then self-play of RL vs SFT on the held-out persona pairs,
+               judged by frozen models RL never optimised (``p2bot eval --selfplay --compare``)
+  6. report    metrics.json, PNG plots of reward components / KL / entropy, sample dialogues before and after RL,
+               the self-play judges' table (selfplay_table.md)
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class DemoConfig:
     eval_examples_per_dialogue: int = field(default=1, metadata={"help": "evaluated turns per held-out dialogue"})
     receiver_steps: int = field(default=20, metadata={"help": "Receiver optimizer steps"})
     rl_steps: int = field(default=12, metadata={"help": "PPO iterations"})
+    selfplay_dialogues_per_pair: int = field(default=2, metadata={"help": "self-play evaluation: dialogues per held-out pair"})
     rl_pairs_per_step: int = field(default=2, metadata={"help": "persona pairs per PPO iteration"})
     rl_rollouts_per_pair: int = field(default=2, metadata={"help": "self-play dialogues per pair"})
     rl_max_exchanges: int = field(default=1, metadata={"help": "curriculum end: A+B exchanges per dialogue (1 = no curriculum)"})
@@ -48,7 +51,7 @@ class DemoConfig:
     seed: int = field(default=0, metadata={"help": "random seed of every stage"})
 
     def __post_init__(self):
-        counts = ("heldout_dialogues", "sft_steps", "receiver_steps", "rl_steps", "rl_pairs_per_step",
+        counts = ("heldout_dialogues", "sft_steps", "selfplay_dialogues_per_pair", "receiver_steps", "rl_steps", "rl_pairs_per_step",
                   "rl_rollouts_per_pair", "rl_max_exchanges", "response_length", "sample_dialogues", "sample_exchanges",
                   "eval_examples_per_dialogue", "max_history_tokens")
         bad = [name for name in counts if getattr(self, name) < 1]
@@ -155,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     _stage("rl", "launch.commands.rl", [
         "--model_name_or_path", str(sft_model), "--receiver_name_or_path", str(rcv_dir / "model"),
         "--output_dir", str(rl_dir), "--max_steps", str(cfg.rl_steps), "--save_steps", "0",
+        "--skip_dialogues", str(cfg.heldout_dialogues),
         "--pairs_per_step", str(cfg.rl_pairs_per_step), "--rollouts_per_pair", str(cfg.rl_rollouts_per_pair),
         "--min_exchanges", "1", "--max_exchanges", str(cfg.rl_max_exchanges), "--curriculum_steps", str(max(1, cfg.rl_steps // 2)),
         "--response_length", str(cfg.response_length), "--learning_rate", "1e-5", "--num_ppo_epochs", "2",
@@ -165,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     _stage("eval_after_rl", "launch.commands.eval", _eval_argv(rl_model, out / "eval_after_rl", cfg), timings)
     set_seed(cfg.seed)
     after = sample_dialogues(rl_model, pairs, cfg)
+    _stage("selfplay_eval", "launch.commands.eval", [
+        "--selfplay", "--model", str(rl_model), "--compare", str(sft_model), "--receiver", str(rcv_dir / "model"),
+        "--judge_encoder", cfg.receiver, "--judge_lm", cfg.policy, "--max_dialogues", str(cfg.heldout_dialogues),
+        "--pairs", "0", "--dialogues_per_pair", str(cfg.selfplay_dialogues_per_pair), "--exchanges",
+        str(cfg.sample_exchanges), "--max_new_tokens", str(cfg.response_length), "--max_history_tokens",
+        str(cfg.max_history_tokens), "--output_dir", str(out / "selfplay_eval"), *seed], timings)
 
     # --- 6. report ---
     rows = read_metrics(rl_dir / "metrics.jsonl")
@@ -173,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     _write_samples(report / "samples_before_after_rl.md", before, after)
     evals = {name: json.loads((out / name / "eval_results.json").read_text()) for name in ("eval_before_rl", "eval_after_rl")}
     receiver = json.loads((rcv_dir / "receiver_metrics.json").read_text())
+    selfplay = json.loads((out / "selfplay_eval" / "selfplay_results.json").read_text())
+    shutil.copy(out / "selfplay_eval" / "selfplay_table.md", report / "selfplay_table.md")
     curves = _curve_summary(rows, sorted({k for r in rows for k in r if k.startswith(("reward/", "objective/", "policy/entropy"))}))
     timings["total"] = round(time.time() - started, 1)
-    metrics = {"eval": evals, "receiver": receiver, "rl_curves_first_vs_last": curves, "timings_s": timings,
+    metrics = {"eval": evals, "selfplay_eval": {k: selfplay[k] for k in ("labels", "num_pairs", "comparison", "skipped")},
+               "receiver": receiver, "rl_curves_first_vs_last": curves, "timings_s": timings,
                "plots": [p.name for p in plots], "samples": {"before_rl": before, "after_rl": after}}
     (report / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     print("\n=== [demo] report:", report)
     print(markdown_table({k: v for k, v in curves.items()}, ["first", "last"]))
+    print((report / "selfplay_table.md").read_text())
     print(f"stage times (s): {timings}")
     return 0

@@ -22,7 +22,7 @@ from models.prompt import PromptFormatter
 from models.receiver import Receiver
 from models.scorers import LMScorer
 from models.transmitter import Transmitter
-from rl.eval_stats import compare, comparison_table, samples_markdown, summarize, summary_table
+from rl.eval_stats import compare, comparison_table, corpus_distinct, samples_markdown, summarize, summary_table
 from rl.evaluation import Judges, JudgeSettings, ModelEval, judge, play
 from rl.selfplay import Sampling
 
@@ -123,7 +123,8 @@ def run_selfplay_eval(cfg) -> int:
                    dialogues_per_pair=cfg.dialogues_per_pair, exchanges=cfg.exchanges, device=device, skipped=skipped,
                    judges=dict(encoder=cfg.judge_encoder, aggregate=cfg.judge_aggregate, lm=cfg.judge_lm,
                                lm_context=cfg.judge_context, receiver=cfg.receiver, nli=cfg.nli_model),
-                   summaries=summaries, seconds={ev.name: ev.seconds for ev in evals})
+                   summaries=summaries, corpus_distinct={ev.name: corpus_distinct(ev) for ev in evals},
+                   seconds={ev.name: ev.seconds for ev in evals})
     if len(evals) == 2:
         payload["comparison"] = compare(evals[0], evals[1], cfg.bootstrap_samples, cfg.seed)
         tables.insert(0, f"### {evals[0].name} vs {evals[1].name} (paired over {len(pairs)} pairs)\n\n"

@@ -29,7 +29,11 @@ def test_demo_runs_every_stage_and_writes_the_report(tiny_models, tmp_path, caps
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["eval"]) == {"eval_before_rl", "eval_after_rl"}
     assert metrics["eval"]["eval_after_rl"]["model"].endswith("checkpoint-3/policy")
-    assert {"sft", "receiver", "eval_before_rl", "rl", "eval_after_rl", "total"} <= set(metrics["timings_s"])
+    assert {"sft", "receiver", "eval_before_rl", "rl", "eval_after_rl", "selfplay_eval", "total"} <= set(metrics["timings_s"])
+    selfplay = metrics["selfplay_eval"]
+    assert selfplay["num_pairs"] == 4 and selfplay["labels"] == ["checkpoint-3/policy", "sft/model"]
+    assert {"perceive_hits1", "receiver_hits1", "judge_ppl", "copy_rate", "echo_rate"} <= set(selfplay["comparison"])
+    assert "difference (95% CI)" in (report / "selfplay_table.md").read_text()
     assert "reward/persona" in metrics["rl_curves_first_vs_last"] and "reward/fluency" in metrics["rl_curves_first_vs_last"]
     assert set(metrics["receiver"]["results"]) == {"lexical overlap", "untrained encoder", "trained receiver"}
     for png in ("rewards.png", "kl.png", "entropy.png", "losses.png"):

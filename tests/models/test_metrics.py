@@ -84,13 +84,3 @@ def test_ratio_of_sums_hand_computed_and_empty_denominator():
     idx = torch.tensor([[0, 0, 0], [2, 2, 2]])
     out = ratio_of_sums(num, den, idx)
     assert out[0].item() == pytest.approx(0.5) and math.isnan(out[1].item())
-
-
-def test_basic_interval_reflects_the_percentiles_around_the_estimate():
-    from models.metrics import paired_interval
-
-    a_boot, b_boot = torch.tensor([0.5, 0.6, 0.7]), torch.zeros(3) + 0.5
-    pct = paired_interval(torch.tensor(0.8), torch.tensor(0.5), a_boot, b_boot, confidence=0.999)
-    basic = paired_interval(torch.tensor(0.8), torch.tensor(0.5), a_boot, b_boot, confidence=0.999, basic=True)
-    assert (pct["low"], pct["high"]) == pytest.approx((0.0, 0.2))
-    assert (basic["low"], basic["high"]) == pytest.approx((2 * 0.3 - 0.2, 2 * 0.3 - 0.0))

@@ -5,7 +5,8 @@ from rl_fixtures import PromptFormatter, Transmitter
 
 from models.judges import PersonaJudge
 from models.receiver import Receiver
-from rl.eval_stats import BY_KEY, compare, comparison_table, metric_values, samples_markdown, summarize
+from models.text_metrics import distinct_n
+from rl.eval_stats import BY_KEY, compare, comparison_table, corpus_distinct, metric_values, samples_markdown, summarize
 from rl.evaluation import Judges, JudgeSettings, PlayedDialogue, distractors_for, judge, play
 from rl.selfplay import Dialogue, Sampling
 
@@ -51,7 +52,11 @@ def test_judge_tallies_hand_built_dialogues(judges):
     assert ev.tallies["perceive_hits1"][0][0] >= 1.0
     assert "judge_nll" not in ev.tallies and "contradiction_persona" not in ev.tallies  # judges not given
     assert float(metric_values(ev, BY_KEY["copy_rate"])) == pytest.approx(3 / 8)
-    assert float(metric_values(ev, BY_KEY["distinct_1"])) > 0
+    # distinct-1 within pair p1: the normalised words of its four lines (articles dropped), 12 distinct of 19
+    words_p1 = " ".join(["hi i have dog named max"] * 2 + ["i work as nurse at hospital", "cool"]).split()
+    assert tally(ev, "distinct_1")[0][0] == len(set(words_p1)) == 12 and tally(ev, "distinct_1")[1][0] == 19
+    utterances = [t for pd in hand_built() for t in pd.dialogue.turns]
+    assert corpus_distinct(ev)["distinct_1"] == pytest.approx(distinct_n(utterances, 1))
 
 
 def test_distractors_are_disjoint_fixed_and_include_the_partner():
