@@ -169,6 +169,67 @@ def test_resume_reproduces_an_uninterrupted_run(tokenizer, tmp_path, monkeypatch
         assert torch.equal(p, q), name
 
 
+CHECKPOINT_FILES = {"model.safetensors", "optimizer.bin", "scheduler.json", "rng_state_0.safetensors", "trainer_state.json"}
+
+
+def test_checkpoint_swap_never_leaves_no_checkpoint(tokenizer, tmp_path, monkeypatch):
+    """At every rename, fsync and delete of a re-save, ``checkpoint`` holds a whole old or new checkpoint."""
+    from fs_hooks import check_around_fs_ops
+
+    rows = build_receiver_examples(toy_dialogues(), num_negatives=1).to_list()
+    trainer = ReceiverTrainer(tiny_receiver(tokenizer), _cfg(tmp_path, max_steps=2, save_steps=1), rows)
+    trainer.train()
+    ckpt, seen = tmp_path / "run" / CHECKPOINT_DIR, []
+
+    def complete():
+        assert {p.name for p in ckpt.iterdir()} >= CHECKPOINT_FILES, sorted(p.name for p in ckpt.iterdir())
+        seen.append(json.loads((ckpt / "trainer_state.json").read_text())["step"])
+
+    check_around_fs_ops(monkeypatch, complete)
+    trainer.step = 3
+    trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert set(seen) == {2, 3} and seen[-1] == 3 and len(seen) > 10
+
+
+def test_resume_never_restarts_silently(tokenizer, tmp_path, capsys):
+    rows = build_receiver_examples(toy_dialogues(), num_negatives=1).to_list()
+    trainer = ReceiverTrainer(tiny_receiver(tokenizer), _cfg(tmp_path, max_steps=1, resume=True), rows)
+    trainer.train()
+    assert "no checkpoint in" in capsys.readouterr().out  # a first run with --resume says it starts afresh
+    ckpt = tmp_path / "run" / CHECKPOINT_DIR
+    (ckpt / "trainer_state.json").unlink()
+    with pytest.raises(FileNotFoundError, match="not a complete Receiver checkpoint"):
+        ReceiverTrainer(tiny_receiver(tokenizer), _cfg(tmp_path, max_steps=2, resume=True), rows).train()
+    (ckpt / "trainer_state.json").write_text('{"step": 1}')
+    (ckpt / "custom_checkpoint_0.pkl").write_bytes(b"")
+    with pytest.raises(ValueError, match="pickled the scheduler"):
+        ReceiverTrainer(tiny_receiver(tokenizer), _cfg(tmp_path, max_steps=2, resume=True), rows).train()
+
+
+def test_resume_logs_each_step_once(tokenizer, tmp_path, monkeypatch):
+    """Steps logged after the last checkpoint are dropped on resume and logged again, with the same values."""
+    rows = build_receiver_examples(toy_dialogues(), num_negatives=1).to_list()
+    ReceiverTrainer(tiny_receiver(tokenizer), _cfg(tmp_path / "a", max_steps=4, save_steps=2), rows).train()
+    real_batch_loss = receiver_training.batch_loss
+
+    def crash_in_step_4(model, *args):
+        if crashing.step == 3:  # step 3 is logged, its checkpoint not written
+            raise KeyboardInterrupt("simulated crash")
+        return real_batch_loss(model, *args)
+
+    crashing = ReceiverTrainer(tiny_receiver(tokenizer), _cfg(tmp_path / "b", max_steps=4, save_steps=2), rows)
+    monkeypatch.setattr(receiver_training, "batch_loss", crash_in_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.train()
+    monkeypatch.undo()
+    log_b = tmp_path / "b" / "run" / "log.jsonl"
+    assert [json.loads(x)["step"] for x in log_b.read_text().splitlines()] == [1, 2, 3]
+    ReceiverTrainer(tiny_receiver(tokenizer), _cfg(tmp_path / "b", max_steps=4, save_steps=2, resume=True), rows).train()
+    log_a = (tmp_path / "a" / "run" / "log.jsonl").read_text().splitlines()
+    assert log_b.read_text().splitlines() == log_a and len(log_a) == 4
+
+
 def test_save_model_round_trip(tokenizer, tmp_path):
     rows = build_receiver_examples(toy_dialogues(), num_negatives=1).to_list()
     receiver = tiny_receiver(tokenizer)
