@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
@@ -11,13 +12,17 @@ from typing import Any
 import yaml
 from trl import TrlParser
 
+from models.atomic import write_text_atomic
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 
 def parse_configs(dataclass_types: tuple[type, ...], argv: list[str] | None, prog: str, description: str = ""):
     """Parse ``argv`` into one instance per dataclass type (YAML from ``--config``, CLI wins).
 
     Returns a tuple of dataclass instances in the order of ``dataclass_types``. An invalid combination (a
     ``ValueError`` from a config's ``__post_init__``) is reported as ``prog: error: ...`` and exits with 2,
-    as argparse does for a bad flag.
+    as argparse does for a bad flag. A config's ``log_level`` field, if any, configures logging.
     """
     parser = TrlParser(dataclass_types, prog=prog, description=description)
     args = list(sys.argv[1:] if argv is None else argv)
@@ -26,10 +31,31 @@ def parse_configs(dataclass_types: tuple[type, ...], argv: list[str] | None, pro
         if path is None or not os.path.isfile(path):
             raise SystemExit(f"{prog}: --config: no such file: {path}")
     try:
-        return tuple(parser.parse_args_and_config(args=args))
+        configs = tuple(parser.parse_args_and_config(args=args))
+        configure_logging(next((c.log_level for c in configs if hasattr(c, "log_level")), None))
+        return configs
     except ValueError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def configure_logging(level: str | None) -> None:
+    """Python logging (p2bot, accelerate, DeepSpeed) and transformers' verbosity at ``level``.
+
+    None or ``"passive"`` (HF ``TrainingArguments``' default, which its ``Trainer`` applies itself) leave them as
+    they are; an unknown level is a ``ValueError`` naming ``log_level``.
+    """
+    if level in (None, "passive"):
+        return
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log_level={level!r}: expected one of {', '.join(LOG_LEVELS)}")
+    import transformers
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(getattr(logging, level.upper()))
+    transformers.utils.logging.set_verbosity(getattr(logging, level.upper()))
 
 
 def config_to_dict(*configs: Any) -> dict[str, Any]:
@@ -48,10 +74,5 @@ def config_to_dict(*configs: Any) -> dict[str, Any]:
 
 def save_resolved_config(output_dir: str | os.PathLike, *configs: Any, name: str = "resolved_config.yaml") -> Path:
     """Write the merged config to ``output_dir/name`` atomically; returns the path."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / name
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(*configs), sort_keys=True, default_flow_style=False))
-    os.replace(tmp, path)
-    return path
+    path = Path(output_dir) / name
+    return write_text_atomic(path, yaml.safe_dump(config_to_dict(*configs), sort_keys=True, default_flow_style=False))

@@ -75,8 +75,10 @@ def build_eval_examples(dialogues: Sequence[PersonaDialogue], num_candidates: in
 
 
 def generate_responses(transmitter, formatter: PromptFormatter, examples: Sequence[dict], *, batch_size: int = 16,
-                       max_new_tokens: int = 32, **sampling) -> list[str]:
-    """Responses for each example, batched by similar context length (less padding), in input order."""
+                       max_new_tokens: int = 32, progress: Callable[[int], None] | None = None,
+                       **sampling) -> list[str]:
+    """Responses for each example, batched by similar context length (less padding), in input order;
+    ``progress(n)`` after each batch of ``n``."""
     contexts = [formatter.encode_context(ex["persona"], ex["history"]) for ex in examples]
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
     out: list[str] = [""] * len(contexts)
@@ -85,6 +87,8 @@ def generate_responses(transmitter, formatter: PromptFormatter, examples: Sequen
         ids = generate(transmitter, [contexts[i] for i in idx], max_new_tokens=max_new_tokens, **sampling)
         for i, row in zip(idx, ids):
             out[i] = formatter.decode_response(row)
+        if progress is not None:
+            progress(len(idx))
     return out
 
 
@@ -95,7 +99,7 @@ def f1_of(predictions: Sequence[str], examples: Sequence[dict]) -> float:
 def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: PromptFormatter, *,
                          metrics: Sequence[str] = ("f1", "hits", "ppl"), batch_size: int = 16,
                          max_new_tokens: int = 32, num_samples: int = 5,
-                         progress: Callable[[int, int], None] | None = None, **sampling) -> EvalResult:
+                         progress: Callable[[int], None] | None = None, **sampling) -> EvalResult:
     """Compute the requested metrics over ``examples`` (rows of ``build_eval_examples``).
 
     Args:
@@ -103,7 +107,8 @@ def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: Promp
             ``"ppl"`` (perplexity of the gold responses incl. their end marker, at the model's token level).
         batch_size: contexts per generation batch.
         sampling: ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``num_beams`` for generation.
-        progress: called as ``progress(done, total)`` after each scored example.
+        progress: called as ``progress(n)`` when ``n`` more examples are generated (F1) or scored (Hits@1, PPL),
+            so a bar over ``len(examples)`` per phase fills once per phase.
     """
     unknown = set(metrics) - {"f1", "hits", "ppl"}
     if unknown:
@@ -117,7 +122,7 @@ def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: Promp
         if "f1" in metrics:
             start = time.perf_counter()
             preds = generate_responses(transmitter, formatter, examples, batch_size=batch_size,
-                                       max_new_tokens=max_new_tokens, **sampling)
+                                       max_new_tokens=max_new_tokens, progress=progress, **sampling)
             result.generation_seconds = time.perf_counter() - start
             result.f1 = f1_of(preds, examples)
             result.samples = [dict(history_tail=ex["history"][-1:], gold=ex["response"], generated=p)
@@ -126,7 +131,7 @@ def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: Promp
             start = time.perf_counter()
             hits_nup = hits_lm = nll = 0.0
             tokens = 0
-            for n, ex in enumerate(examples, 1):
+            for ex in examples:
                 context = formatter.encode_context(ex["persona"], ex["history"])
                 texts = [ex["response"]] + list(ex["distractors"][: num_candidates - 1])
                 cands = [formatter.encode_response(t) for t in texts] if "hits" in metrics else \
@@ -138,7 +143,7 @@ def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: Promp
                 nll -= float(token_lp[0].sum())
                 tokens += token_lp[0].numel()
                 if progress is not None:
-                    progress(n, len(examples))
+                    progress(1)
             result.scoring_seconds = time.perf_counter() - start
             if "hits" in metrics and examples:
                 result.hits1_nup, result.hits1_lm = hits_nup / len(examples), hits_lm / len(examples)

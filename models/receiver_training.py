@@ -346,8 +346,12 @@ class ReceiverTrainer:
         return result
 
     def save_model(self, save_directory: str | os.PathLike) -> Path | None:
-        """Write the trained Receiver (``Receiver.save_pretrained``) from the main process."""
+        """Write the trained Receiver (``Receiver.save_pretrained``) from the main process; its model card gets
+        this run's config and last evaluation."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            return self.accelerator.unwrap_model(self.model).save_pretrained(save_directory)
+            model = self.accelerator.unwrap_model(self.model)
+            final = ranking_metrics(*self.eval_scores) if self.eval_scores is not None else {}
+            model.card.update(stage="receiver", config=asdict(self.cfg), metrics={f"eval/{k}": v for k, v in final.items()})
+            return model.save_pretrained(save_directory)
         return None

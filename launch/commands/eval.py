@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from launch.commands.sft import load_dialogues
 from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, require_inputs
+from models.atomic import write_text_atomic
 from models.evaluation import build_eval_examples, evaluate_transmitter
 from models.loading import resolve_device
 from models.prompt import PromptFormatter
@@ -51,6 +53,7 @@ class EvalConfig:
     output_dir: str = field(default="runs/eval", metadata={"help": "where eval_results.json is written"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."})
+    log_level: str = field(default="warning", metadata={"help": "logging level: debug, info, warning, error, critical"})
 
     # --- self-play evaluation (--selfplay) ---
     selfplay: bool = field(default=False, metadata={"help": "evaluate self-play on held-out persona pairs with frozen judges"})
@@ -127,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{load_s:.1f}s)", file=sys.stderr)
     sampling = dict(do_sample=cfg.do_sample, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                     num_beams=cfg.num_beams)
-    result = evaluate_transmitter(model, examples, formatter, metrics=cfg.metric_list(), batch_size=cfg.batch_size,
-                                  max_new_tokens=cfg.max_new_tokens, **sampling)
+    metrics = cfg.metric_list()
+    phases = ("f1" in metrics) + bool({"hits", "ppl"} & set(metrics))  # generation, then scoring
+    with tqdm(total=phases * len(examples), desc="p2bot eval", unit="example", file=sys.stderr) as bar:
+        result = evaluate_transmitter(model, examples, formatter, metrics=metrics, batch_size=cfg.batch_size,
+                                      max_new_tokens=cfg.max_new_tokens, progress=bar.update, **sampling)
     payload = dict(model=cfg.model, data=cfg.data or "sample", num_dialogues=len(dialogues), **result.to_dict())
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (RESULTS_FILE + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, out / RESULTS_FILE)
+    write_text_atomic(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
     print(result.table())
     print(f"results: {out / RESULTS_FILE}")
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from data_prep import DataFormatError, build_receiver_examples
 from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, read_data, require_inputs
+from models.atomic import write_text_atomic
 from models.lexical import LexicalScorer, lexical_persona_score
 from models.metrics import paired_bootstrap
 from models.receiver import Receiver
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = ReceiverTrainer(receiver, cfg, train_rows, eval_rows)
     run = trainer.train()
     scores["trained receiver"] = trainer.eval_scores
+    receiver.card.datasets = [data.train_data, *([data.eval_data] if data.eval_data else [])]
     trainer.save_model(out / "model")
 
     if trainer.accelerator.is_main_process:
@@ -148,7 +150,5 @@ def main(argv: list[str] | None = None) -> int:
                   "train_dialogues": len(train_dialogues), "eval_dialogues": len(eval_dialogues),
                   "train_rows": len(train_rows), "eval_rows": len(eval_rows), "steps": run["steps"],
                   "train_seconds": run["train_seconds"], "model_dir": str(out / "model")}
-        tmp = out / (METRICS_FILE + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, out / METRICS_FILE)
+        write_text_atomic(out / METRICS_FILE, json.dumps(report, indent=2))
     return 0

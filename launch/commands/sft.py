@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from data_prep import build_transmitter_examples
-from launch.config_io import parse_configs, save_resolved_config
+from launch.config_io import config_to_dict, parse_configs, save_resolved_config
 from launch.errors import option, read_data
 from models.prompt import PromptFormatter
 from models.sft import SFTCollator, TransmitterSFTConfig, TransmitterSFTDataset, TransmitterSFTTrainer
@@ -61,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
                                     data_collator=SFTCollator(model.tokenizer.pad_token_id),
                                     processing_class=model.tokenizer, alpha=cfg.alpha,
                                     label_smoothing=cfg.label_smoothing, heads_learning_rate=cfg.heads_learning_rate)
+    model.card.update(stage="sft", config=config_to_dict(cfg, args),
+                      datasets=[cfg.data or "sample", *([cfg.eval_data] if cfg.eval_data else [])])
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if trainer.is_world_process_zero():
+        model.card.metrics = {k: v for row in trainer.state.log_history for k, v in row.items()  # the last of each
+                              if isinstance(v, int | float) and k not in ("step", "epoch")}
         final = model.save_pretrained(out / "model")
         print(f"p2bot sft: saved the Transmitter to {final}")
     return 0

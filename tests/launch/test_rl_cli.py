@@ -73,7 +73,6 @@ def _assert_same_tree(a, b, where=""):
 @pytest.mark.parametrize("accelerate_config", ["cpu_zero2.yaml", "cpu_zero3.yaml"])
 def test_deepspeed_two_processes_resume_is_exact(tmp_path, tiny_dir, accelerate_config):
     """Two iterations straight vs one, checkpoint, resume, one more: identical weights, Adam state, step, KL."""
-    pytest.importorskip("deepspeed")
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     _launch(accelerate_config, ["--model_name_or_path", str(tiny_dir), "--output_dir", str(full), "--max_steps", "2",
                                 *TINY_RUN])
@@ -81,6 +80,8 @@ def test_deepspeed_two_processes_resume_is_exact(tmp_path, tiny_dir, accelerate_
                                 "--resume_from_checkpoint", str(full / "checkpoint-1"), *TINY_RUN])
     a, b = full / "checkpoint-2", resumed / "checkpoint-2"
     state_a, state_b = json.loads((a / "trainer_state.json").read_text()), json.loads((b / "trainer_state.json").read_text())
+    for state in (state_a, state_b):  # how far each run's own metrics/samples files had got: not model state
+        del state["metrics_offset"], state["samples_offset"]
     assert state_a == state_b and state_a["global_step"] == 2 and state_a["kl_ctl"]["value"] != 0.05
     for name in ("model.safetensors", "p2bot_heads.safetensors"):  # the exported policy (gathered under ZeRO-3)
         _assert_same_tree(load_file(a / "policy" / name), load_file(b / "policy" / name), name)
