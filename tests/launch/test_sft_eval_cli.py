@@ -40,12 +40,13 @@ def test_sft_then_eval_end_to_end(tiny_dir, tmp_path, capsys):
         json.dumps(h) for h in json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"])
     Transmitter.from_pretrained(str(out / "model"))  # loadable
 
-    # resume continues from the checkpoint instead of starting over
+    # resume continues from the checkpoint instead of starting over: only step 3 runs (and logs)
     rc = cli(["sft", "--model", str(tiny_dir), "--max_dialogues", "2", "--max_history_tokens", "32",
               "--output_dir", str(out), "--max_steps", "3", "--per_device_train_batch_size", "2",
               "--save_strategy", "no", "--report_to", "none", "--use_peft", "--lora_r", "2", "--disable_tqdm", "true",
-              "--resume_from_checkpoint", str(out / "checkpoint-2")])
+              "--logging_steps", "1", "--resume_from_checkpoint", str(out / "checkpoint-2")])
     assert rc == 0
+    assert capsys.readouterr().out.count("'loss/lm'") == 1
 
     ev = tmp_path / "eval"
     rc = cli(["eval", "--model", str(out / "model"), "--max_dialogues", "5", "--examples_per_dialogue", "1",

@@ -242,10 +242,7 @@ def test_save_model_round_trip(tokenizer, tmp_path):
 
 # --- the real embedded encoder ---
 def _sample_dialogues():
-    path = sample_data_path()
-    if not path.is_file():
-        pytest.skip(f"sample data not found at {path}")
-    return read_dialogues(path).dialogues
+    return read_dialogues(sample_data_path()).dialogues  # shipped with the package: missing is a failure
 
 
 @pytest.mark.slow

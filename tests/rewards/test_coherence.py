@@ -21,17 +21,26 @@ def test_coherence_is_nup_probability_minus_half():
 
 
 def test_real_transmitter_coherence(tiny_model_dir):
-    transmitter_mod = pytest.importorskip("models.transmitter", reason="models/transmitter.py not written yet")
-    prompt_mod = pytest.importorskip("models.prompt", reason="models/prompt.py not written yet")
-    transmitter = transmitter_mod.Transmitter.from_pretrained(str(tiny_model_dir))
-    formatter = prompt_mod.PromptFormatter(transmitter.tokenizer)
-    pool = ScorerPool(transmitter=transmitter, formatter=formatter)
-    reward = CoherenceReward(pool=pool)
+    """The reward is σ − ½ of the NUP head's logit at the response's last token, computed here by hand."""
+    from models.prompt import PromptFormatter
+    from models.transmitter import Transmitter
+
+    transmitter = Transmitter.from_pretrained(str(tiny_model_dir))
+    formatter = PromptFormatter(transmitter.tokenizer)
+    reward = CoherenceReward(pool=ScorerPool(transmitter=transmitter, formatter=formatter))
     kwargs = dict(persona=[["i like dogs."]] * 2, history=[["hi, how are you?"], []])
-    got = reward(["p", "p"], ["fine, thanks! i was walking my dog.", "hello!"], **kwargs)
-    contexts = [formatter.encode_context(p, h) for p, h in zip(kwargs["persona"], kwargs["history"])]
-    responses = [formatter.encode_response(t) for t in ["fine, thanks! i was walking my dog.", "hello!"]]
-    with torch.no_grad():
-        expected = torch.sigmoid(transmitter.score_nup(contexts, responses).float()) - 0.5
-    assert got == pytest.approx(expected.tolist(), abs=1e-5)
-    assert all(-0.5 < g < 0.5 for g in got)
+    responses = ["fine, thanks! i was walking my dog.", "hello!"]
+    got = reward(["p", "p"], responses, **kwargs)
+    expected = []
+    for persona, history, response in zip(kwargs["persona"], kwargs["history"], responses):
+        ids = formatter.encode_context(persona, history) + formatter.encode_response(response)
+        with torch.no_grad():
+            hidden = transmitter.lm(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
+            expected.append(torch.sigmoid(transmitter.nup_head(hidden[0, -1])).item() - 0.5)
+    assert got == pytest.approx(expected, abs=1e-5)
+    # the sign and size follow the head: a large bias pushes every reward to +½, a negative one to −½
+    for bias, limit in ((10.0, 0.499), (-10.0, -0.499)):
+        with torch.no_grad():
+            transmitter.nup_head.bias.fill_(bias)
+        shifted = reward(["p", "p"], responses, **kwargs)
+        assert all(abs(s) > abs(limit) and (s > 0) == (bias > 0) for s in shifted), shifted

@@ -1,3 +1,4 @@
+import peft
 import pytest
 import torch
 
@@ -65,7 +66,6 @@ def test_a_sequence_the_model_was_made_to_prefer_scores_higher(make_tiny_llama, 
 
 
 def test_lora_policy_is_scored_with_its_adapter_disabled(make_tiny_llama, smollm2_tokenizer):
-    peft = pytest.importorskip("peft")
     tok = smollm2_tokenizer
     base_scores = FluencyReward(LMScorer(make_tiny_llama(0), tok))(["p"], ["i love dogs."])
     lora = peft.get_peft_model(make_tiny_llama(0), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
+import trl  # a declared dependency: its absence must fail, not skip
 from datasets import Dataset
 
 from models.scorers import LMScorer
@@ -24,7 +24,6 @@ class _CountingReceiver:
 
 
 def test_rewards_drive_grpo_trainer(tiny_model_dir, smollm2_tokenizer, make_tiny_llama, tmp_path):
-    trl = pytest.importorskip("trl")
     personas = [["i love dogs."], ["i play the guitar."]]
     ds = Dataset.from_dict({"prompt": ["Tell me about yourself.", "What do you do for fun?"] * 2,
                             "persona": personas * 2})

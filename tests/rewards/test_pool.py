@@ -28,7 +28,6 @@ def test_setup_moves_only_models_the_pool_loaded():
 
 
 def test_pool_loads_one_frozen_transmitter_for_fluency_and_coherence(tiny_model_dir):
-    pytest.importorskip("models.transmitter", reason="models/transmitter.py not written yet")
     pool = ScorerPool(policy=str(tiny_model_dir))
     comp = build_composite([{"name": "fluency", "args": {"condition_on_context": True}}, "coherence"], pool=pool)
     kwargs = dict(persona=[["i like dogs."]] * 2, history=[["hi!"], []])
@@ -42,5 +41,8 @@ def test_pool_loads_one_frozen_transmitter_for_fluency_and_coherence(tiny_model_
         logps = transmitter.lm(input_ids=torch.tensor([ids])).logits[0, :-1].log_softmax(-1)  # (L-1, V)
     manual = logps[torch.arange(len(ids) - 1), torch.tensor(ids[1:])][-n_resp:].mean().item()
     assert comp.last_components["fluency"][0] == pytest.approx(manual, abs=1e-4)
-    assert all(-0.5 < c < 0.5 for c in comp.last_components["coherence"])
+    contexts = [fmt.encode_context(p, h) for p, h in zip(kwargs["persona"], kwargs["history"])]
+    responses = [fmt.encode_response(t) for t in ["i walk my dog daily.", "hello there."]]
+    nup = torch.sigmoid(transmitter.score_nup(contexts, responses)) - 0.5  # the same frozen model scores coherence
+    assert comp.last_components["coherence"] == pytest.approx(nup.tolist(), abs=1e-6)
     assert totals[0] == pytest.approx(0.5 * manual + 0.1 * comp.last_components["coherence"][0], abs=1e-5)
