@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
+
+from models.jsonl_log import read_jsonl
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -23,13 +24,12 @@ PANELS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Read a ``metrics.jsonl`` file (one JSON object per logged step, each with a ``step`` key)."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                rows.append(json.loads(line))
-    return rows
+    """Read a ``metrics.jsonl`` file (one JSON object per logged step, each with a ``step`` key); a last line torn by a
+    killed run is dropped, and a step logged twice keeps its last row."""
+    by_step: dict = {}
+    for i, row in enumerate(read_jsonl(path)):
+        by_step[row.get("step", f"row {i}")] = row
+    return list(by_step.values())
 
 
 def series(rows: Sequence[dict], name: str) -> tuple[list[float], list[float]]:

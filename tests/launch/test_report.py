@@ -30,3 +30,10 @@ def test_markdown_table():
     text = markdown_table({"before": {"f1": 0.12345, "ppl": 20.0}, "after": {"f1": 0.2}}, ["f1", "ppl"])
     assert text.splitlines()[2] == "| before | 0.1235 | 20 |"
     assert text.splitlines()[3] == "| after | 0.2 | - |"
+
+
+def test_read_metrics_survives_a_torn_line_and_keeps_one_row_per_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": 0, "x": 1.0}, {"step": 1, "x": 2.0}, {"step": 1, "x": 3.0}]  # step 1 logged twice (old runs)
+    path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 2, "x"')  # killed mid-line
+    assert read_metrics(path) == [{"step": 0, "x": 1.0}, {"step": 1, "x": 3.0}]
