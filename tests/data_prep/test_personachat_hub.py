@@ -1,14 +1,14 @@
 import json
+from pathlib import Path
 
 import datasets
 import pytest
-from conftest import FIXTURES
 from datasets import Dataset
 
 from data_prep import DataFormatError, read_dialogues
 from data_prep.hf import parse_column_mapping
 
-HUB = FIXTURES / "personachat_hub"
+HUB = Path(__file__).resolve().parents[1] / "fixtures" / "personachat_hub"
 LAYOUT_FILES = {"personachat_turns": "valid_turns.jsonl", "personachat_dialogues": "valid_dialogues.jsonl"}
 
 

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from data_prep import read_dialogues
 from launch.cli import main
@@ -52,10 +53,9 @@ def test_console_script_runs():
 
 def test_stats_on_saved_hub_layouts_count_the_dialogues_of_the_convai2_text(tmp_path, capsys):
     """A save_to_disk copy of each PersonaChat hub layout: the same dialogue and turn counts as the ConvAI2 text."""
-    from conftest import FIXTURES
     from datasets import Dataset, DatasetDict
 
-    hub = FIXTURES / "personachat_hub"
+    hub = Path(__file__).resolve().parents[1] / "fixtures" / "personachat_hub"
     assert main(["data", "stats", str(hub / "valid_self_original.txt"), "--json"]) == 0
     text = json.loads(capsys.readouterr().out)
     assert text["dialogues"] == 3 and text["turns"] == 8 + 3 + 6

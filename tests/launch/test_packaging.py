@@ -5,9 +5,9 @@ import re
 import shlex
 import sys
 from importlib.metadata import packages_distributions
+from pathlib import Path
 
 import pytest
-from conftest import REPO
 from packaging.requirements import Requirement
 
 from models.embedded import POLICY_PIP, RECEIVER_PIP
@@ -17,6 +17,7 @@ try:
 except ImportError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
+REPO = Path(__file__).resolve().parents[2]
 FIRST_PARTY = ("data_prep", "models", "rewards", "rl", "launch")
 # imported only when the user picks them (report_to), never installed by p2bot
 OPTIONAL = {"wandb": "tracker", "trackio": "tracker", "mlflow": "tracker"}
