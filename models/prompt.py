@@ -119,6 +119,11 @@ class PromptFormatter:
         return prefix + [t for turn in turns for t in turn.ids] + list(self._open_ids)
 
     @property
+    def head_ids(self) -> list[int]:
+        """What every prompt of the layout starts with before its first turn (e.g. a BOS token; often nothing)."""
+        return list(self._head_ids)
+
+    @property
     def response_open_ids(self) -> list[int]:
         """The marker that opens a response (what ``encode_context`` ends with)."""
         return list(self._open_ids)

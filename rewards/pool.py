@@ -8,6 +8,7 @@ nothing until they are called. A trainer that already holds the models hands the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -24,6 +25,8 @@ class ScorerPool:
         disable_adapter: score a PEFT transmitter with its adapter disabled (its frozen base).
         max_history_tokens: history budget of the default formatter.
         device, torch_dtype: where and how models loaded by the pool live.
+        load_context: a callable returning the context manager models are loaded in (``p2bot rl`` loads frozen
+            scorers outside ZeRO-3 partitioning this way).
     """
 
     def __init__(
@@ -38,11 +41,13 @@ class ScorerPool:
         max_history_tokens: int = 256,
         device: Any = None,
         torch_dtype: Any = None,
+        load_context: Any = None,
     ):
         self.policy_path, self.receiver_path = policy, receiver
         self._transmitter, self._receiver, self._formatter = transmitter, receiver_model, formatter
         self.disable_adapter, self.max_history_tokens = disable_adapter, max_history_tokens
         self.device, self.torch_dtype = device, torch_dtype
+        self.load_context = load_context or contextlib.nullcontext
         self._lm_scorer = self._nup_scorer = None
         self._owned: list = []  # models this pool loaded (setup moves only these)
 
@@ -56,9 +61,11 @@ class ScorerPool:
         if self._transmitter is None:
             from models.transmitter import Transmitter
 
-            self._transmitter = Transmitter.from_pretrained(
-                str(self.policy_path), torch_dtype=self.torch_dtype, device=self.device
-            )
+            with self.load_context():
+                self._transmitter = Transmitter.from_pretrained(
+                    str(self.policy_path), torch_dtype=self.torch_dtype, device=self.device
+                )
+            self._transmitter.merge_lora()  # a LoRA-SFT checkpoint scores as the SFT model it is
             self._freeze(self._transmitter)
             self._owned.append(self._transmitter)
         return self._transmitter
@@ -74,7 +81,8 @@ class ScorerPool:
         if self._receiver is None:
             from models.receiver import Receiver
 
-            self._receiver = Receiver.from_pretrained(str(self.receiver_path), device=self.device)
+            with self.load_context():
+                self._receiver = Receiver.from_pretrained(str(self.receiver_path), device=self.device)
             self._freeze(self._receiver)
             self._owned.append(self._receiver)
         return self._receiver

@@ -5,6 +5,8 @@ Layout of ``<output_dir>/checkpoint-<step>/``:
                            optimizer (``optimizer.bin``, read back with ``weights_only=True``); ``scheduler.json`` and
                            ``rng_state_<rank>.safetensors`` (python/numpy/torch RNG of every process), no pickle
     policy/                ``Transmitter.save_pretrained`` (safetensors; LoRA adapters with PEFT; ZeRO-3: gathered)
+    critic/                the separate value model, when there is one (its weights are also in state/)
+    lagged_partner.safetensors   the lagged partner's synced weights (``partner: lagged``)
     trainer_state.json     step, KL-controller state, log offsets, anything the caller adds
 Every process writes into ``.tmp-checkpoint-<step>``; the main process fsyncs it and renames it into place
 (``models.atomic.replace_dir``), so a crash at any moment leaves every ``checkpoint-<step>`` complete.
@@ -42,6 +44,9 @@ def save_checkpoint(trainer: PPOTrainer, output_dir: str | os.PathLike, extra: d
     with trainer.generation_model() as policy:  # under ZeRO-3 this gathers the full weights on every process
         if acc.is_main_process:
             policy.save_pretrained(tmp / "policy", atomic=False)
+            if hasattr(policy, "save_critic"):  # a separate value model: loadable on its own as well
+                policy.save_critic(tmp / "critic", atomic=False)
+            trainer.save_extra_state(tmp)  # e.g. the lagged partner's weights
     acc.wait_for_everyone()
     if acc.is_main_process:
         save_scheduler(trainer.scheduler, tmp / "state")
@@ -68,6 +73,7 @@ def load_checkpoint(trainer: PPOTrainer, path: str | os.PathLike) -> dict:
     acc.load_state(str(path / "state"), load_kwargs={"weights_only": True})
     load_scheduler(trainer.scheduler, path / "state")
     load_rng_state(path / "state", acc.process_index)
+    trainer.load_extra_state(path)
     state = json.loads((path / STATE_FILE).read_text())
     trainer.load_state_dict(state)
     return state

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 
 from models.tracking import resolve_report_to
 
-ALGOS = ("ppo", "reinforce")
+ALGOS = ("ppo", "reinforce", "rloo", "grpo")
 KL_ESTIMATORS = ("k1", "k3")
+EPISODE_LAYOUTS = ("turn", "speaker")
+ADVANTAGE_ESTIMATORS = ("gae", "episode_gae", "turn_gae")
+PARTNERS = ("self", "frozen", "lagged")
 
 
 @dataclass
@@ -42,8 +45,11 @@ class PPOConfig:
         default=None, metadata={"help": "frozen reference for the KL term (default: the policy's start point)"}
     )
     partner_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "frozen partner that speaks as B (default: the policy plays both sides)"}
+        default=None, metadata={"help": "partner: frozen: the model that speaks as B (default: the policy's start point)"}
     )
+    value_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "ppo: a separate critic (any causal LM with the policy's tokenizer; may be smaller), trained beside the "
+                "policy; default: a value head on the policy's trunk"})
     torch_dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: float32)"})
     use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters; the reference is the adapter-free base"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
@@ -55,7 +61,18 @@ class PPOConfig:
     )
 
     # --- algorithm ---
-    algo: str = field(default="ppo", metadata={"help": "ppo (clipped PPO + value head) or reinforce (mean-of-N baseline)"})
+    algo: str = field(default="ppo", metadata={
+        "help": "ppo (clipped PPO + critic); reinforce (the seed's: one pass, no clipping, mean-of-N baseline); rloo "
+                "(leave-one-out baseline, clipped); grpo (group-normalised advantages, clipped, KL to the reference "
+                "in the loss)"})
+    reinforce_baseline: str = field(default="mean", metadata={"help": "reinforce: mean (the seed's, mean of N incl. "
+                                                                       "itself) or loo (leave-one-out)"})
+    episode_layout: str = field(default="turn", metadata={
+        "help": "turn: one sequence per turn; speaker: one sequence per speaker and dialogue (its whole transcript, "
+                "own turns trained, one forward for all of them)"})
+    advantage_estimator: str = field(default="gae", metadata={
+        "help": "ppo: gae (per turn), episode_gae (GAE over the speaker episode, bootstrapped across turns) or "
+                "turn_gae (one value per turn, turn-level advantages broadcast to its tokens)"})
     num_ppo_epochs: int = field(default=4, metadata={"help": "passes over each batch of rollouts"})
     num_mini_batches: int = field(default=1, metadata={"help": "optimizer steps per epoch"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per mini-batch (activation "
@@ -101,12 +118,18 @@ class PPOConfig:
     temperature: float = field(default=1.0, metadata={"help": "speaker A sampling temperature"})
     top_k: int = field(default=0, metadata={"help": "speaker A top-k (0: off)"})
     top_p: float = field(default=1.0, metadata={"help": "speaker A top-p"})
-    partner_do_sample: bool = field(default=True, metadata={"help": "speaker B samples (False: greedy)"})
+    partner: str | None = field(default=None, metadata={
+        "help": "who speaks as B: self (the policy), frozen (partner_model_name_or_path, default the policy's start "
+                "point) or lagged (a copy of the policy synced every partner_sync_steps); default: frozen when "
+                "partner_model_name_or_path is set, else self"})
+    partner_sync_steps: int = field(default=10, metadata={"help": "lagged partner: copy the policy's weights every N "
+                                                                  "steps (only the adapters with LoRA)"})
+    partner_do_sample: bool = field(default=True, metadata={"help": "speaker B samples (False: greedy, never trained)"})
     partner_temperature: float = field(default=1.0, metadata={"help": "speaker B temperature"})
     partner_top_k: int = field(default=0, metadata={"help": "speaker B top-k"})
     partner_top_p: float = field(default=1.0, metadata={"help": "speaker B top-p"})
     train_partner_turns: bool = field(
-        default=True, metadata={"help": "also train on B's turns (ignored with a frozen partner)"}
+        default=True, metadata={"help": "also train on B's turns when the policy plays B (partner: self)"}
     )
     reuse_kv_cache: bool = field(default=True, metadata={
         "help": "a speaker's next turn reuses the KV cache of its previous prompt and response (only the new tokens "
@@ -144,8 +167,26 @@ class PPOConfig:
             raise ValueError(f"kl_coef={self.kl_coef}: must be non-negative")
         if self.adaptive_kl and (self.target_kl <= 0 or self.kl_horizon < 1):
             raise ValueError(f"adaptive_kl needs target_kl > 0 and kl_horizon >= 1 (got {self.target_kl}, {self.kl_horizon})")
-        if self.algo == "reinforce" and self.rollouts_per_pair < 2:
-            raise ValueError("algo='reinforce' uses the mean of rollouts_per_pair rollouts as baseline: rollouts_per_pair must be >= 2")
+        for name, allowed in (("episode_layout", EPISODE_LAYOUTS), ("advantage_estimator", ADVANTAGE_ESTIMATORS),
+                              ("reinforce_baseline", ("mean", "loo"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {allowed}")
+        if self.algo != "ppo" and self.rollouts_per_pair < 2:
+            raise ValueError(f"algo={self.algo!r} baselines each rollout with the other rollouts of its persona pair: "
+                             "rollouts_per_pair must be >= 2")
+        if self.algo == "reinforce" and self.num_ppo_epochs != 1:
+            raise ValueError(f"algo='reinforce' (the seed's) makes one pass over each batch: set num_ppo_epochs=1 "
+                             f"(got {self.num_ppo_epochs}), or use algo='rloo' for clipped epochs")
+        if self.value_model_name_or_path and self.algo != "ppo":
+            raise ValueError(f"value_model_name_or_path is a critic; algo={self.algo!r} uses none")
+        if self.partner is None:
+            self.partner = "frozen" if self.partner_model_name_or_path else "self"
+        if self.partner not in PARTNERS:
+            raise ValueError(f"partner={self.partner!r}: expected one of {PARTNERS}")
+        if self.partner != "frozen" and self.partner_model_name_or_path:
+            raise ValueError(f"partner_model_name_or_path is only used by partner='frozen' (got partner={self.partner!r})")
+        if self.partner_sync_steps < 1:
+            raise ValueError(f"partner_sync_steps={self.partner_sync_steps}: must be at least 1")
         if self.stop_token not in (None, "eos"):
             raise ValueError(f"stop_token={self.stop_token!r}: expected 'eos' or None")
         if self.temperature <= 0 or self.partner_temperature <= 0:
@@ -156,11 +197,15 @@ class PPOConfig:
             raise ValueError(f"torch_dtype={self.torch_dtype!r}: expected float32, bfloat16 or float16")
         # Derived: each turn of each dialogue is one sample; a batch holds this many of them at the curriculum's end.
         self.max_rollouts_per_step = self.pairs_per_step * self.rollouts_per_pair * 2 * self.max_exchanges
-        min_rollouts = self.pairs_per_step * self.rollouts_per_pair * (1 if self.partner_model_name_or_path else 2)
-        if min_rollouts < self.num_mini_batches * self.gradient_accumulation_steps:
+        trains_b = self.partner == "self" and self.train_partner_turns and self.partner_do_sample
+        speakers = 2 if trains_b else 1
+        rows = self.pairs_per_step * self.rollouts_per_pair * speakers  # trained turns per exchange, or speaker episodes
+        if rows < self.num_mini_batches * self.gradient_accumulation_steps:
             raise ValueError(
-                f"pairs_per_step*rollouts_per_pair={self.pairs_per_step * self.rollouts_per_pair} trained turns per exchange "
-                f"cannot fill num_mini_batches*gradient_accumulation_steps={self.num_mini_batches * self.gradient_accumulation_steps} micro-batches"
+                f"pairs_per_step*rollouts_per_pair*{speakers} (trained speakers: partner={self.partner!r}, "
+                f"train_partner_turns={self.train_partner_turns}, partner_do_sample={self.partner_do_sample}) = {rows} "
+                f"rows per exchange cannot fill num_mini_batches*gradient_accumulation_steps="
+                f"{self.num_mini_batches * self.gradient_accumulation_steps} micro-batches"
             )
 
     def num_exchanges(self, step: int) -> int:

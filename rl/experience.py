@@ -12,8 +12,10 @@ import torch
 class Rollout:
     """One generated response and its prompt, as token ids, plus whatever the reward function needs.
 
-    ``group`` keys the REINFORCE baseline (rollouts of the same persona pair, turn and speaker); ``info`` holds
-    self-play context (persona, partner_persona, history, turn, speaker, dialogue_id) passed to rewards as kwargs.
+    ``group`` keys the group baselines of REINFORCE/RLOO/GRPO (rollouts of the same persona pair, turn and
+    speaker); ``info`` holds self-play context (persona, partner_persona, history, turn, speaker, dialogue_id)
+    passed to rewards as kwargs. ``temperature`` is the one the response was sampled at: log-probs are taken of
+    ``logits / temperature``, the distribution the tokens came from.
     """
 
     query_ids: list[int]
@@ -25,16 +27,20 @@ class Rollout:
     response_text: str = ""
     components: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
 
 
 @dataclass
 class Experience:
-    """A padded batch ready for the update; every ``(B, R)`` tensor is over response tokens.
+    """A padded batch ready for the update; every ``(B, R)`` tensor is over the rows' trained response tokens.
 
-    ``input_ids``/``attention_mask`` (B, L) hold the query left-padded to a common width ``Q`` followed by the
-    response right-padded to ``R`` (L = Q + R), so every row's response starts at column ``Q``.
-    ``response_index`` (B, R) is the position of the logit that predicts each response token (its position - 1),
-    the same for every row; the LM head therefore only runs on the last ``logits_to_keep = R + 1`` positions.
+    A row is one rollout (``turn`` layout) or one speaker episode holding several own turns (``speaker`` layout,
+    ``rl.episodes``). ``input_ids``/``attention_mask`` (B, L) are the rows' token sequences; ``response_index``
+    (B, R) is, for each trained token, the position of the logit that predicts it (its position - 1), and
+    ``keep_index`` (K,) the sorted positions whose logits the LM head must produce (every ``response_index``).
+    ``turn_ids`` (B, R) says which of the row's own turns a token belongs to (-1 on padding); each turn's score
+    is ``turn_scores[b, k]`` (``turn_mask`` marks real turns). ``value_mask`` is where the value loss applies
+    (every response token, or turn starts for turn-level GAE).
     """
 
     input_ids: torch.Tensor  # (B, L)
@@ -42,28 +48,36 @@ class Experience:
     response_index: torch.Tensor  # (B, R)
     response_ids: torch.Tensor  # (B, R)
     response_mask: torch.Tensor  # (B, R)
-    scores: torch.Tensor  # (B,)
+    turn_ids: torch.Tensor  # (B, R) long
+    turn_scores: torch.Tensor  # (B, K)
+    turn_mask: torch.Tensor  # (B, K)
+    temperature: torch.Tensor  # (B,)
     old_logprobs: torch.Tensor | None = None  # (B, R)
     ref_logprobs: torch.Tensor | None = None  # (B, R)
     old_values: torch.Tensor | None = None  # (B, R)
     advantages: torch.Tensor | None = None  # (B, R)
     returns: torch.Tensor | None = None  # (B, R)
-    logits_to_keep: int = 0  # R + 1: the logits the LM head must produce (0: all positions)
+    value_mask: torch.Tensor | None = None  # (B, R)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """(B,) the sum of each row's turn scores."""
+        return (self.turn_scores * self.turn_mask).sum(1)
 
     def to(self, device: torch.device | str) -> Experience:
         return Experience(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
 
     def select(self, idx: torch.Tensor) -> Experience:
         """The rows ``idx`` (a mini- or micro-batch)."""
-        picked = {k: (v[idx] if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
-        return Experience(**picked)
+        return Experience(**{k: (v[idx] if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
 
 
 def collate(rollouts: list[Rollout], pad_token_id: int, device: torch.device | str = "cpu") -> Experience:
-    """Pad into an ``Experience``: queries left-padded, responses right-padded (scores from the rollouts; None → NaN)."""
+    """The ``turn`` layout: one row per rollout, queries left-padded and responses right-padded from a common
+    column ``Q``. Scores from the rollouts (None → NaN)."""
     B = len(rollouts)
     Q = max(len(r.query_ids) for r in rollouts)
     R = max(1, max(len(r.response_ids) for r in rollouts))
@@ -80,6 +94,8 @@ def collate(rollouts: list[Rollout], pad_token_id: int, device: torch.device | s
         response_ids[i, :a] = torch.tensor(r.response_ids, dtype=torch.long)
         response_mask[i, :a] = 1.0
     response_index = (Q - 1 + torch.arange(R)).expand(B, R).clone()
-    scores = torch.tensor([float("nan") if r.score is None else float(r.score) for r in rollouts], dtype=torch.float32)
-    exp = Experience(input_ids, attention_mask, response_index, response_ids, response_mask, scores, logits_to_keep=R + 1)
+    scores = torch.tensor([[float("nan") if r.score is None else float(r.score)] for r in rollouts], dtype=torch.float32)
+    exp = Experience(input_ids, attention_mask, response_index, response_ids, response_mask,
+                     turn_ids=torch.where(response_mask > 0, 0, -1).long(), turn_scores=scores,
+                     turn_mask=torch.ones(B, 1), temperature=torch.tensor([float(r.temperature) for r in rollouts]))
     return exp.to(device)

@@ -76,3 +76,17 @@ def entropy_loss(entropy: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tenso
     """Negative mean token entropy (minimising it with a positive weight is an entropy bonus)."""
     mean_entropy = masked_mean(entropy, mask)
     return -mean_entropy, {"policy/entropy": mean_entropy.detach()}
+
+
+def reinforce_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The plain policy gradient (Williams 1992), the seed's loss: ``-A·log π`` (no ratio, no clipping)."""
+    loss = masked_mean(-advantages * logprobs, mask)
+    return loss, {}
+
+
+def kl_loss(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GRPO's KL term (Shao et al. 2024, eq. 4): the k3 estimate ``ρ - 1 - log ρ``, ρ = π_ref/π, as a loss."""
+    log_ratio = ref_logprobs - logprobs  # (B, T): log ρ
+    kl = torch.expm1(log_ratio) - log_ratio
+    loss = masked_mean(kl, mask)
+    return loss, {"policy/kl_to_ref": loss.detach()}

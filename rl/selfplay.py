@@ -68,8 +68,9 @@ class SelfPlayEnv:
         pairs_per_step, rollouts_per_pair: persona pairs per batch (per process) and dialogues per pair.
         sampling_a, sampling_b: decoding settings of speaker A and B.
         response_length: max new tokens per turn; stop_on_eos: cut each response after its first EOS.
-        partner: a frozen model that speaks as B (its turns are not trained); None: the policy plays both.
-        train_partner_turns: with the policy as B, also train on B's turns.
+        partner: a frozen model (or a lagged copy of the policy) that speaks as B (its turns are not trained);
+            None: the policy plays both.
+        train_partner_turns: with the policy as B, also train on B's turns (greedy turns are never trained).
         use_first_utterance: A's first line is the data's opening line (not trained); B replies first.
         seed, process_index, num_processes: which pairs each process takes at each step (deterministic).
         generate_fn: ``(model, contexts, **sampling) -> list[list[int]]``; default: ``models.generation``'s
@@ -148,7 +149,8 @@ class SelfPlayEnv:
                 from models.generation import generate
 
                 outs = (self.generate_fn or generate)(model, contexts, **kw)
-            trainable = speaker == "A" or (self.partner is None and self.train_partner_turns)
+            # a greedy turn is not a sample of the policy's distribution: it is never trained
+            trainable = (speaker == "A" or (self.partner is None and self.train_partner_turns)) and s.do_sample
             for d, ctx, out in zip(dialogues, contexts, outs):
                 response = self._cut(list(out))
                 own, other = (d.persona_a, d.persona_b) if speaker == "A" else (d.persona_b, d.persona_a)
@@ -156,7 +158,7 @@ class SelfPlayEnv:
                                             speaker=speaker, dialogue_id=d.dialogue_id)
                 text = self.formatter.decode_response(response)
                 rollouts.append(Rollout(query_ids=list(ctx), response_ids=response, group=(d.pair_id, turn, speaker),
-                                        trainable=trainable, response_text=text, info=info))
+                                        trainable=trainable, response_text=text, info=info, temperature=s.temperature))
                 d.turns.append(text)
                 d.speakers.append(speaker)
         return SelfPlayBatch(rollouts, dialogues)

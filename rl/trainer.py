@@ -1,7 +1,8 @@
-"""``PPOTrainer``: one PPO (or REINFORCE) update from query/response tokens and scores, whatever produced them.
+"""``PPOTrainer``: one PPO / REINFORCE / RLOO / GRPO update from query/response tokens and scores, whatever produced them.
 
 ``step(rollouts)`` is the core: users with their own environment call it directly; ``rl.loop.train`` drives it
-with self-play. Stages inside a step: experience (old/ref log-probs, values) → advantages → update → stats.
+with self-play. Stages inside a step: layout (rows: turns or speaker episodes, ``rl.episodes``) → experience
+(old/ref log-probs, values) → advantages (``rl.algorithms``) → update → stats.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from accelerate import Accelerator
 from transformers import get_scheduler
 from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
+from models.generation import stop_token_ids
 from models.tracking import resolve_report_to
-from rl.advantages import gae, group_baseline_advantages, kl_penalty, token_rewards, whiten
+from rl.advantages import kl_penalty, whiten
+from rl.algorithms import ALGO_SPECS, compute_advantages
 from rl.config import PPOConfig
-from rl.experience import Experience, Rollout, collate
+from rl.episodes import LAYOUTS
+from rl.experience import Experience, Rollout
 from rl.kl import build_kl_controller
-from rl.losses import entropy_loss, policy_loss, value_loss
+from rl.losses import entropy_loss, kl_loss, policy_loss, reinforce_loss, value_loss
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +57,24 @@ def zero_stage(accelerator: Accelerator) -> int:
 
 
 class PPOTrainer:
-    """PPO/REINFORCE over a ``Transmitter`` policy.
+    """PPO / REINFORCE / RLOO / GRPO over a ``Transmitter`` policy (``config.algo``, see ``rl.algorithms``).
 
     Args:
         config: the run's ``PPOConfig``.
-        policy: a ``models.transmitter.Transmitter``; with ``algo='ppo'`` it needs a value head.
+        policy: a ``models.transmitter.Transmitter``; with ``algo='ppo'`` it needs a value head, unless a
+            ``value_model`` is given.
         ref_policy: frozen reference for the KL term; None with a LoRA policy means the adapter-disabled base,
             None otherwise means no KL term (β is then ignored).
         reward_fn: optional; kept for ``rl.loop.train`` (``step`` only needs scores on the rollouts).
         accelerator: built with ``build_accelerator(config)`` if not given.
+        value_model: a separate critic (a Transmitter with a value head, same tokenizer), trained with the policy.
+        lagged_partner: a ``rl.partner.LaggedPartner``, synced from the policy every ``partner_sync_steps`` steps.
+        end_token_ids: the tokens that close a response (``missing_eos_penalty``); default: the tokenizer's EOS and
+            the chat format's end-of-turn token.
     """
 
-    def __init__(self, config: PPOConfig, policy, ref_policy=None, reward_fn=None, accelerator: Accelerator | None = None):
+    def __init__(self, config: PPOConfig, policy, ref_policy=None, reward_fn=None, accelerator: Accelerator | None = None,
+                 value_model=None, end_token_ids=None, lagged_partner=None):
         self.config = config
         self.accelerator = accelerator or build_accelerator(config)
         if self.accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
@@ -73,15 +83,22 @@ class PPOTrainer:
                 f"config.gradient_accumulation_steps={config.gradient_accumulation_steps} (under DeepSpeed, set "
                 "deepspeed_config.gradient_accumulation_steps in the accelerate config to the same value)"
             )
-        if config.algo == "ppo" and getattr(policy, "value_head", None) is None:
-            raise ValueError("algo='ppo' needs a policy with a value head (Transmitter.from_pretrained(..., with_value_head=True))")
+        self.spec = ALGO_SPECS[config.algo]
+        if value_model is not None:
+            from models.critic import PolicyWithCritic
+
+            policy = PolicyWithCritic(policy, value_model)
+        if self.spec.critic and getattr(policy, "value_head", None) is None:
+            raise ValueError("algo='ppo' needs a critic: a policy with a value head (Transmitter.from_pretrained(..., "
+                             "with_value_head=True)) or value_model_name_or_path")
         self.reward_fn = reward_fn
         self.tokenizer = policy.tokenizer
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.use_peft = hasattr(policy.lm, "disable_adapter")
+        self.end_token_ids = set(end_token_ids if end_token_ids is not None else stop_token_ids(self.tokenizer))
         for p in policy.nup_head.parameters():  # RL does not train the NUP head (and DDP must not wait for its grads)
             p.requires_grad_(False)
-        if config.algo == "reinforce" and policy.value_head is not None:
+        if not self.spec.critic and policy.value_head is not None:
             for p in policy.value_head.parameters():
                 p.requires_grad_(False)
         disable_dropout_in_model(policy)
@@ -96,6 +113,10 @@ class PPOTrainer:
         self._configure_deepspeed()
         self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)  # the scheduler: rl.checkpoint, as JSON
         self.ref_model = self._prepare_ref(ref_policy)
+        self.lagged_partner = lagged_partner
+        if lagged_partner is not None:  # the partner starts as the policy's start point
+            with self.generation_model() as bare:
+                lagged_partner.sync(bare, 0)
         self.kl_ctl = build_kl_controller(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
         self.global_step = 0
 
@@ -150,15 +171,16 @@ class PPOTrainer:
 
     # --- forward ---
     def _forward(self, model, exp: Experience, with_values: bool, with_entropy: bool = False):
-        """Per-token log-probs (B, R), entropy (B, R) or None and values (B, R) or None of the response tokens."""
+        """Per-token log-probs (B, R), entropy (B, R) or None and values (B, R) or None of the trained tokens.
+
+        The LM head runs only at ``exp.response_index``; log-probs and entropy are of ``logits / temperature``, the
+        distribution each row was sampled from.
+        """
         B, R = exp.response_ids.shape
         out = model(input_ids=exp.input_ids, attention_mask=exp.attention_mask, with_values=with_values,
-                    logits_to_keep=exp.logits_to_keep)
+                    logits_to_keep=exp.response_index)
         V = out.logits.shape[-1]
-        if exp.logits_to_keep:  # collate's layout: the last R + 1 positions, of which the first R predict the response
-            logits = out.logits[:, :R].float()  # (B, R, V)
-        else:
-            logits = out.logits.gather(1, exp.response_index.unsqueeze(-1).expand(-1, -1, V)).float()  # (B, R, V)
+        logits = out.logits.float() / exp.temperature.to(out.logits.device)[:, None, None]  # (B, R, V)
         # one flat row: TRL's helper loops over the first dimension, which is slow on CPU for (B, R, V)
         logprobs = selective_log_softmax(logits.reshape(1, B * R, V), exp.response_ids.reshape(1, B * R)).reshape(B, R)
         entropy = None
@@ -182,13 +204,18 @@ class PPOTrainer:
         return bool(self.accelerator.reduce(t, reduction="sum").item() == 0)
 
     # --- stages ---
-    def make_experience(self, rollouts: list[Rollout]) -> Experience:
-        """Collate rollouts and add old log-probs, reference log-probs and old values (no gradients)."""
-        exp = collate(rollouts, self.pad_token_id, self.accelerator.device)
+    def make_experience(self, rollouts: list[Rollout]) -> tuple[Experience, list[list[Rollout]]]:
+        """Lay rollouts out in rows (``episode_layout``) and add old log-probs, reference log-probs and old values.
+
+        Returns the ``Experience`` and each row's rollouts (one per own turn, in order).
+        """
+        layout = LAYOUTS[self.config.episode_layout](rollouts, self.pad_token_id, self.accelerator.device)
+        exp = layout.experience
         if self.config.missing_eos_penalty is not None:
-            eos = self.tokenizer.eos_token_id
-            missing = torch.tensor([eos not in r.response_ids for r in rollouts], device=exp.scores.device)
-            exp.scores = exp.scores - self.config.missing_eos_penalty * missing.float()
+            missing = torch.tensor([[not self.end_token_ids & set(r.response_ids) for r in row]
+                                    + [False] * (exp.turn_scores.shape[1] - len(row)) for row in layout.rows],
+                                   device=exp.turn_scores.device)  # (B, K)
+            exp.turn_scores = exp.turn_scores - self.config.missing_eos_penalty * missing.float()
         # no-grad forwards in chunks the size of a training micro-batch: their logits and hidden states need not
         # all be held at once (peak memory is then set by the update, not by this stage)
         chunks = torch.arange(len(exp), device=exp.input_ids.device).tensor_split(
@@ -198,7 +225,7 @@ class PPOTrainer:
             self.model.eval()
             for idx in chunks:
                 part = exp.select(idx)
-                logprobs, _, v = self._forward(self.model, part, with_values=self.config.algo == "ppo")
+                logprobs, _, v = self._forward(self.model, part, with_values=self.spec.critic)
                 old.append(logprobs)
                 values.append(v)
                 ref.append(self._ref_logprobs(part))
@@ -206,40 +233,45 @@ class PPOTrainer:
         exp.old_logprobs = torch.cat(old)
         exp.old_values = torch.cat(values) if values[0] is not None else None
         exp.ref_logprobs = torch.cat(ref) if ref[0] is not None else None
-        return exp
+        return exp, layout.rows
 
-    def compute_advantages(self, exp: Experience, groups: list) -> dict[str, float]:
-        """Fill ``exp.advantages`` (and ``exp.returns`` for PPO); returns the objective's statistics."""
+    def compute_advantages(self, exp: Experience, rows: list[list[Rollout]]) -> dict[str, float]:
+        """Fill ``exp.advantages`` (and ``exp.returns``/``value_mask`` for PPO); returns the objective's statistics."""
         cfg, mask = self.config, exp.response_mask
         ref = exp.ref_logprobs if exp.ref_logprobs is not None else exp.old_logprobs
         kl = kl_penalty(exp.old_logprobs, ref, cfg.kl_estimator) * mask  # (B, R)
         beta = self.kl_ctl.value if (exp.ref_logprobs is not None) else 0.0
-        if cfg.algo == "ppo":
-            rewards = token_rewards(exp.scores, kl, mask, beta)  # (B, R)
-            if cfg.whiten_rewards:
-                rewards = whiten(rewards, mask, shift_mean=False)
-            exp.advantages, exp.returns = gae(rewards, exp.old_values, mask, cfg.gamma, cfg.lam)
-        else:  # REINFORCE: sequence return minus the mean return of the rollout's group
-            seq_return = exp.scores - beta * kl.sum(1)  # (B,)
-            exp.advantages = group_baseline_advantages(seq_return, groups)[:, None] * mask
+        compute_advantages(self.spec, exp, rows, kl, beta, estimator=cfg.advantage_estimator,
+                           baseline=cfg.reinforce_baseline if cfg.algo == "reinforce" else None, gamma=cfg.gamma,
+                           lam=cfg.lam, whiten_rewards=(lambda r, m: whiten(r, m, shift_mean=False)) if cfg.whiten_rewards else None)
         if cfg.whiten_advantages:
             exp.advantages = whiten(exp.advantages, mask)
-        seq_kl = kl.sum(1)
-        return {"objective/kl": seq_kl.mean().item(), "objective/scores": exp.scores.mean().item(),
-                "objective/non_score_reward": (-beta * seq_kl).mean().item(), "objective/kl_coef": beta,
-                "response/length": mask.sum(1).mean().item()}
+        turn_kl = kl.sum(1) / exp.turn_mask.sum(1).clamp(min=1)  # (B,) KL per turn, comparable across layouts
+        in_reward = 0.0 if self.spec.kl_in_loss else beta
+        return {"objective/kl": turn_kl.mean().item(),
+                "objective/scores": (exp.scores / exp.turn_mask.sum(1).clamp(min=1)).mean().item(),
+                "objective/non_score_reward": (-in_reward * turn_kl).mean().item(), "objective/kl_coef": beta,
+                "response/length": (mask.sum(1) / exp.turn_mask.sum(1).clamp(min=1)).mean().item()}
 
     def _loss(self, mb: Experience) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg, mask = self.config, mb.response_mask
-        logprobs, entropy, values = self._forward(self.model, mb, with_values=cfg.algo == "ppo", with_entropy=True)
-        pg_loss, stats = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mask, cfg.cliprange)
+        cfg, spec, mask = self.config, self.spec, mb.response_mask
+        logprobs, entropy, values = self._forward(self.model, mb, with_values=spec.critic, with_entropy=True)
+        if spec.clipped:
+            pg_loss, stats = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mask, cfg.cliprange)
+        else:
+            pg_loss, stats = reinforce_loss(logprobs, mb.advantages, mask)
         ent_loss, ent_stats = entropy_loss(entropy, mask)
         loss = pg_loss + cfg.entropy_coef * ent_loss
         stats = {**stats, **ent_stats, "loss/policy": pg_loss.detach()}
-        if cfg.algo == "ppo":
-            vf_loss, vf_stats = value_loss(values, mb.old_values, mb.returns, mask, cfg.cliprange_value)
+        if spec.critic:
+            vmask = mb.value_mask if mb.value_mask is not None else mask
+            vf_loss, vf_stats = value_loss(values, mb.old_values, mb.returns, vmask, cfg.cliprange_value)
             loss = loss + cfg.vf_coef * vf_loss
             stats.update(vf_stats, **{"loss/value": vf_loss.detach()})
+        if spec.kl_in_loss and mb.ref_logprobs is not None:
+            k_loss, k_stats = kl_loss(logprobs, mb.ref_logprobs, mask)
+            loss = loss + self.kl_ctl.value * k_loss
+            stats.update(k_stats, **{"loss/kl": k_loss.detach()})
         stats["loss/total"] = loss.detach()
         return loss, stats
 
@@ -299,17 +331,17 @@ class PPOTrainer:
         if not rollouts:
             raise ValueError("step() needs at least one rollout")
         # --- experience ---
-        exp = self.make_experience(rollouts)
+        exp, rows = self.make_experience(rollouts)
         inputs_ok = all(bool(torch.isfinite(t[exp.response_mask.bool()]).all()) for t in
                         (exp.old_logprobs, exp.ref_logprobs, exp.old_values) if t is not None)
-        inputs_ok = inputs_ok and bool(torch.isfinite(exp.scores).all())
+        inputs_ok = inputs_ok and bool(torch.isfinite(exp.turn_scores[exp.turn_mask > 0]).all())
         stats: dict[str, float] = {}
         if not self._all_ranks(inputs_ok):
             logger.warning("step %d: non-finite scores, log-probs or values; the update is skipped", self.global_step)
             stats["guard/skipped_update"] = 1.0
         else:
             # --- advantages ---
-            stats.update(self.compute_advantages(exp, [r.group for r in rollouts]))
+            stats.update(self.compute_advantages(exp, rows))
             # --- update ---
             stats.update(self.update(exp))
             stats["guard/skipped_update"] = 0.0
@@ -317,9 +349,14 @@ class PPOTrainer:
             stats[f"reward/{name}"] = value
         stats = self._reduce(stats)
         if not stats["guard/skipped_update"]:  # the KL averaged over processes, so every process keeps the same β
-            self.kl_ctl.update(stats["objective/kl"], len(exp) * self.accelerator.num_processes)
+            self.kl_ctl.update(stats["objective/kl"], int(exp.turn_mask.sum().item()) * self.accelerator.num_processes)
         stats["lr"] = self.scheduler.get_last_lr()[0]
         self.global_step += 1
+        if self.lagged_partner is not None and self.lagged_partner.due(self.global_step):
+            with self.generation_model() as policy:  # gathered under ZeRO-3
+                self.lagged_partner.sync(policy, self.global_step)
+        if self.lagged_partner is not None:
+            stats["partner/synced_at"] = float(self.lagged_partner.synced_at)
         return stats
 
     def _reduce(self, stats: dict[str, float]) -> dict[str, float]:
@@ -332,6 +369,15 @@ class PPOTrainer:
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
     # --- state for checkpoints ---
+    def save_extra_state(self, directory) -> None:
+        """Main process, inside a checkpoint being written: what ``accelerator.save_state`` does not hold."""
+        if self.lagged_partner is not None:
+            self.lagged_partner.save(directory)
+
+    def load_extra_state(self, directory) -> None:
+        if self.lagged_partner is not None:
+            self.lagged_partner.load(directory)
+
     def state_dict(self) -> dict:
         return {"global_step": self.global_step, "kl_ctl": self.kl_ctl.state_dict()}
 

@@ -7,7 +7,6 @@ Wires data, models and judges together and writes ``selfplay_results.json``, ``s
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 from data_prep import DataFormatError, build_selfplay_pairs, read_dialogues, resolve_data_path
 from launch.commands.sft import load_dialogues
+from models.atomic import write_text_atomic
 from models.judges import LMJudge, NLIJudge, PersonaJudge
 from models.loading import resolve_device
 from models.prompt import PromptFormatter
@@ -86,12 +86,6 @@ def evaluate_model(name: str, cfg, pairs, pool, judges: Judges, partner, device:
     return ev
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_selfplay_eval(cfg) -> int:
     out = Path(cfg.output_dir)
     device = resolve_device(cfg.device)
@@ -131,9 +125,9 @@ def run_selfplay_eval(cfg) -> int:
                       + comparison_table(evals[0].name, evals[1].name, payload["comparison"]))
     out.mkdir(parents=True, exist_ok=True)
     table = "\n\n".join(tables) + "\n" + "".join(f"\nSkipped: {s}" for s in skipped) + "\n"
-    _write(out / TABLE_FILE, table)
-    _write(out / SAMPLES_FILE, samples_markdown(evals, cfg.num_sample_dialogues))
-    _write(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(out / TABLE_FILE, table)
+    write_text_atomic(out / SAMPLES_FILE, samples_markdown(evals, cfg.num_sample_dialogues))
+    write_text_atomic(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
     print(table)
     print(f"results: {out / RESULTS_FILE}, {out / TABLE_FILE}, {out / SAMPLES_FILE}")
     return 0

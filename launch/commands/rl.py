@@ -7,7 +7,9 @@ rewards, then hands over to ``rl.loop.train``. Writes the resolved config, ``met
 
 from __future__ import annotations
 
+import contextlib
 import os
+from dataclasses import dataclass
 
 from accelerate.utils import set_seed
 
@@ -20,6 +22,7 @@ from models.transmitter import Transmitter
 from rewards import ScorerPool, build_composite
 from rl.config import PPOConfig
 from rl.loop import train
+from rl.partner import LaggedPartner
 from rl.selfplay import Sampling, SelfPlayEnv
 from rl.trainer import PPOTrainer, build_accelerator, zero_stage
 
@@ -51,41 +54,106 @@ def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> Sel
     )
 
 
+def frozen_load(accelerator):
+    """A context for loading models that stay frozen and outside the DeepSpeed engine (reference, partner, scorers):
+    under ZeRO-3 with ``zero3_init_flag`` transformers would otherwise partition them at load time, with no engine
+    to gather them."""
+    plugin = accelerator.state.deepspeed_plugin
+    return plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
+
+
+def load_transmitter(path: str, *, dtype=None, with_value_head: bool = False, lora=None, flag: str = "--model_name_or_path"):
+    """A Transmitter to start RL from. A LoRA-SFT checkpoint's adapter is merged first, so the SFT model is the start
+    point (and, with ``--use_peft``, the adapter-disabled reference); ``lora`` then adds fresh RL adapters."""
+    with option(flag, path):
+        model = Transmitter.from_pretrained(path, with_value_head=with_value_head, torch_dtype=dtype)
+    model.merge_lora()
+    if lora is not None:
+        from peft import get_peft_model
+
+        model.lm = get_peft_model(model.lm, lora)
+    return model
+
+
+def freeze(model):
+    model.eval().requires_grad_(False)
+    return model
+
+
+@dataclass
+class Run:
+    """Everything ``p2bot rl`` builds before training: what tests inspect to count the models loaded."""
+
+    trainer: PPOTrainer
+    env: SelfPlayEnv
+    pool: ScorerPool
+    ref: object | None
+    partner: object | None
+
+
+def build_run(cfg: PPOConfig, accelerator) -> Run:
+    dtype = DTYPES[cfg.torch_dtype]
+    policy = load_transmitter(cfg.model_name_or_path, dtype=dtype, lora=lora_config(cfg),
+                              with_value_head=cfg.algo == "ppo" and not cfg.value_model_name_or_path)
+    value_model = None
+    if cfg.value_model_name_or_path:
+        value_model = load_transmitter(cfg.value_model_name_or_path, dtype=dtype, with_value_head=True,
+                                       flag="--value_model_name_or_path")
+    zero3 = zero_stage(accelerator) == 3
+    with frozen_load(accelerator):
+        ref = None
+        if not cfg.use_peft and cfg.kl_coef > 0:  # with LoRA the reference is the adapter-disabled policy (the SFT model)
+            ref = freeze(load_transmitter(cfg.ref_model_name_or_path or cfg.model_name_or_path, dtype=dtype,
+                                          flag="--ref_model_name_or_path"))
+        partner = lagged = None
+        if cfg.partner == "frozen":
+            partner = freeze(load_transmitter(cfg.partner_model_name_or_path or cfg.model_name_or_path, dtype=dtype,
+                                              flag="--partner_model_name_or_path")).to(accelerator.device)
+        elif cfg.partner == "lagged":  # the same architecture as the policy; synced from it when the trainer starts
+            partner = freeze(load_transmitter(cfg.model_name_or_path, dtype=dtype, lora=lora_config(cfg))).to(accelerator.device)
+            lagged = LaggedPartner(partner, [n for n, p in policy.named_parameters() if p.requires_grad],
+                                   cfg.partner_sync_steps)
+        # fluency/coherence score with a model that is already here: the reference, or with LoRA the policy itself
+        # with its adapter disabled; under ZeRO-3 those are partitioned, so the pool loads its own frozen copy
+        shared = None if zero3 else (policy if cfg.use_peft else ref)
+        pool_model = shared
+        if pool_model is None and any(_needs_transmitter(r) for r in cfg.reward_funcs):
+            pool_model = freeze(load_transmitter(cfg.ref_model_name_or_path or cfg.model_name_or_path, dtype=dtype))
+    pool = ScorerPool(policy=cfg.ref_model_name_or_path or cfg.model_name_or_path, receiver=cfg.receiver_name_or_path,
+                      transmitter=pool_model, torch_dtype=dtype, load_context=lambda: frozen_load(accelerator))
+    reward_fn = build_composite(cfg.reward_funcs, cfg.reward_weights, pool=pool)
+    formatter = PromptFormatter(policy.tokenizer, max_history_tokens=cfg.max_history_tokens)
+    trainer = PPOTrainer(cfg, policy, ref, reward_fn, accelerator, value_model=value_model,
+                         end_token_ids=[formatter.end_token_id], lagged_partner=lagged)
+    if hasattr(reward_fn, "setup"):
+        reward_fn.setup(accelerator)
+    with option("--data_path"):
+        env = build_env(cfg, formatter, reward_fn, partner, accelerator)
+    return Run(trainer, env, pool, ref, partner)
+
+
+def _needs_transmitter(spec) -> bool:
+    """Whether a reward spec is a built-in that scores with the frozen transmitter (fluency, coherence)."""
+    name = spec.get("name") if isinstance(spec, dict) else spec
+    return name in ("fluency", "coherence")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     (cfg,) = parse_configs((PPOConfig,), argv, prog="p2bot rl", description=__doc__)
     require_inputs(data={"--data_path": cfg.data_path},
                    models={"--model_name_or_path": cfg.model_name_or_path,
                            "--ref_model_name_or_path": cfg.ref_model_name_or_path,
-                           "--partner_model_name_or_path": cfg.partner_model_name_or_path},
+                           "--partner_model_name_or_path": cfg.partner_model_name_or_path,
+                           "--value_model_name_or_path": cfg.value_model_name_or_path},
                    receivers={"--receiver_name_or_path": cfg.receiver_name_or_path})
     accelerator = build_accelerator(cfg)
     set_seed(cfg.seed, device_specific=True)  # different sampling per process, reproducible per rank
     if accelerator.is_main_process:
         save_resolved_config(cfg.output_dir, cfg)
-    dtype = DTYPES[cfg.torch_dtype]
-    policy = Transmitter.from_pretrained(cfg.model_name_or_path, with_value_head=cfg.algo == "ppo",
-                                         lora=lora_config(cfg), torch_dtype=dtype)
-    ref = None
-    if not cfg.use_peft and cfg.kl_coef > 0:  # with LoRA the reference is the adapter-disabled policy
-        ref = Transmitter.from_pretrained(cfg.ref_model_name_or_path or cfg.model_name_or_path, torch_dtype=dtype)
-    partner = None
-    if cfg.partner_model_name_or_path:
-        partner = Transmitter.from_pretrained(cfg.partner_model_name_or_path, torch_dtype=dtype).to(accelerator.device)
-        partner.eval().requires_grad_(False)
-    formatter = PromptFormatter(policy.tokenizer, max_history_tokens=cfg.max_history_tokens)
-    # The rewards' frozen scorer is the reference itself when there is one on this device (no second copy).
-    shared = ref if (ref is not None and zero_stage(accelerator) != 3) else None
-    pool = ScorerPool(policy=cfg.ref_model_name_or_path or cfg.model_name_or_path, receiver=cfg.receiver_name_or_path,
-                      transmitter=shared, torch_dtype=dtype)
-    reward_fn = build_composite(cfg.reward_funcs, cfg.reward_weights, pool=pool)
-    trainer = PPOTrainer(cfg, policy, ref, reward_fn, accelerator)
-    if hasattr(reward_fn, "setup"):
-        reward_fn.setup(accelerator)
-    with option("--data_path"):
-        env = build_env(cfg, formatter, reward_fn, partner, accelerator)
-    stats = train(trainer, env)
-    accelerator.print(f"[p2bot rl] done: step {trainer.global_step}, "
+    run = build_run(cfg, accelerator)
+    stats = train(run.trainer, run.env)
+    accelerator.print(f"[p2bot rl] done: step {run.trainer.global_step}, "
                       f"scores {stats.get('objective/scores', float('nan')):.4f}, kl {stats.get('objective/kl', float('nan')):.4f}; "
                       f"outputs in {cfg.output_dir}")
     accelerator.end_training()

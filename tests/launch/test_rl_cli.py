@@ -41,7 +41,7 @@ def test_rl_cli_single_process(tmp_path, tiny_dir):
 def test_rl_cli_rejects_bad_config(capsys):
     from launch.cli import main
 
-    assert main(["rl", "--algo", "grpo"]) == 2
+    assert main(["rl", "--algo", "a2c"]) == 2
     assert "algo" in capsys.readouterr().err
 
 

@@ -54,7 +54,7 @@ def test_lm_judge_scores_the_response_after_the_context_it_is_told():
     utterance = "great, thanks for asking."
     target = fmt.encode_response(utterance)
     for context, prefix in (("persona_history", fmt.encode_context(OWN, history)),
-                            ("history", fmt.encode_history(history) + fmt.response_open_ids),
+                            ("history", fmt.head_ids + fmt.encode_history(history) + fmt.response_open_ids),
                             ("none", scorer.start_ids + fmt.response_open_ids)):
         (nll, n), = LMJudge(scorer, fmt, context).nll([OWN], [history], [utterance])
         expected = -scorer.token_logprobs([prefix], [target])[0].sum().item()

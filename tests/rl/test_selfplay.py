@@ -53,7 +53,9 @@ def test_rollout_alternates_speakers_and_builds_contexts(policy, formatter):
         own = d0.persona_a if r.info["speaker"] == "A" else d0.persona_b
         assert r.info["turn"] == t and r.info["persona"] == own and r.info["history"] == d0.turns[:t]
         assert r.query_ids == formatter.encode_context(own, d0.turns[:t])
-        assert len(r.response_ids) <= 6 and r.trainable
+        # B decodes greedily: its turns are not samples of the policy, so they are never trained
+        assert len(r.response_ids) <= 6 and r.trainable == (r.info["speaker"] == "A")
+        assert r.temperature == (0.7 if r.info["speaker"] == "A" else 1.0)
         assert r.group == (d0.pair_id, t, r.info["speaker"])
     assert len({r.info["dialogue_id"] for r in batch.rollouts}) == 6
 

@@ -29,8 +29,9 @@ def test_collate_positions_predict_response_tokens():
     assert exp.input_ids.tolist() == [[5, 6, 7, 8, 9, 0], [0, 0, 1, 2, 3, 4]]
     assert exp.attention_mask.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
     assert exp.response_mask.tolist() == [[1, 1, 0], [1, 1, 1]]
-    assert exp.logits_to_keep == 4  # R + 1: the LM head runs on the last 4 positions only
-    assert (exp.response_index == exp.input_ids.shape[1] - exp.logits_to_keep + torch.arange(3)).all()
+    # every row's response starts at column Q = 3: the logits at positions 2, 3, 4 predict its tokens
+    assert exp.response_index.tolist() == [[2, 3, 4], [2, 3, 4]]
+    assert exp.turn_ids.tolist() == [[0, 0, -1], [0, 0, 0]] and exp.turn_scores.shape == (2, 1)
     # the logit at position p predicts token p+1
     for row in range(2):
         for k in range(int(exp.response_mask[row].sum())):
@@ -41,7 +42,7 @@ def test_old_logprobs_match_a_direct_forward(tiny_model_dir):
     policy = Transmitter.from_pretrained(str(tiny_model_dir), with_value_head=True)
     trainer = PPOTrainer(PPOConfig(pairs_per_step=1, rollouts_per_pair=2, max_steps=1), policy)
     q, r = [10, 11, 12], [13, 14]
-    exp = trainer.make_experience([Rollout(q, r, score=1.0), Rollout([7], [8, 9, 10, 11], score=0.0)])
+    exp, _ = trainer.make_experience([Rollout(q, r, score=1.0), Rollout([7], [8, 9, 10, 11], score=0.0)])
     with torch.no_grad():
         logits = policy.lm(input_ids=torch.tensor([q + r])).logits.log_softmax(-1)[0]
     expected = [logits[2, 13].item(), logits[3, 14].item()]
@@ -111,8 +112,8 @@ def test_reinforce_uses_group_baseline_and_no_value_head(tiny_model_dir):
     trainer = PPOTrainer(cfg, policy)
     rollouts = [Rollout([1, 2], [3, 4], score=1.0, group="g"), Rollout([1, 2], [5], score=3.0, group="g"),
                 Rollout([1, 2], [6], score=7.0, group="h")]
-    exp = trainer.make_experience(rollouts)
-    trainer.compute_advantages(exp, [r.group for r in rollouts])
+    exp, rows = trainer.make_experience(rollouts)
+    trainer.compute_advantages(exp, rows)
     assert exp.advantages.tolist() == [[-1.0, -1.0], [1.0, 0.0], [0.0, 0.0]]
     stats = trainer.step(rollouts)
     assert "loss/value" not in stats and math.isfinite(stats["loss/policy"])
