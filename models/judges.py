@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -85,12 +85,36 @@ class LMJudge:
             return f.head_ids + f.encode_history(history) + f.response_open_ids
         return self.scorer.start_ids + f.response_open_ids
 
-    def nll(self, personas: Sequence[Sequence[str]], histories: Sequence[Sequence[str]],
-            utterances: Sequence[str]) -> list[tuple[float, int]]:
-        """(summed NLL in nats, number of tokens) of each utterance after its context."""
+    def nll(self, personas: Sequence[Sequence[str]], histories: Sequence[Sequence[str]], utterances: Sequence[str],
+            chains: Sequence[Hashable] | None = None) -> list[tuple[float, int]]:
+        """(summed NLL in nats, number of tokens) of each utterance after its context.
+
+        Rows sharing a ``chains`` key (one speaker of one dialogue, in turn order) whose contexts extend each other
+        are scored in one pass over the last row's context; a chain whose contexts do not (the history budget cut
+        the transcript) is scored row by row. The numbers are the same either way.
+        """
         prefixes = [self._prefix(p, h) for p, h in zip(personas, histories)]
         targets = [self.formatter.encode_response(u) for u in utterances]
-        return [(-float(lp.sum()), int(lp.numel())) for lp in self.scorer.token_logprobs(prefixes, targets)]
+        groups: dict[Hashable, list[int]] = {}
+        for i in range(len(utterances)):
+            groups.setdefault(chains[i] if chains is not None else ("#", i), []).append(i)
+        sequences, spans, owners = [], [], []
+        for rows in groups.values():
+            seq = list(prefixes[rows[0]]) + targets[rows[0]]
+            chained = all(prefixes[b][:len(list(prefixes[a]) + targets[a])] == list(prefixes[a]) + targets[a]
+                          for a, b in zip(rows, rows[1:]))
+            parts = [rows] if chained else [[r] for r in rows]
+            for part in parts:
+                last = part[-1]
+                seq = list(prefixes[last]) + targets[last]
+                sequences.append(seq)
+                spans.append([(len(prefixes[r]), len(prefixes[r]) + len(targets[r])) for r in part])
+                owners.append(part)
+        out: list[tuple[float, int]] = [(0.0, 0)] * len(utterances)
+        for part, lps in zip(owners, self.scorer.span_logprobs(sequences, spans)):
+            for r, lp in zip(part, lps):
+                out[r] = (-float(lp.sum()), int(lp.numel()))
+        return out
 
 
 class NLIJudge:

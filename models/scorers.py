@@ -88,6 +88,53 @@ class LMScorer:
         for row, i in enumerate(chunk):
             out[i] = logps[row, keep - 1 - len(targets[i]):].cpu()
 
+    @torch.no_grad()
+    def span_logprobs(self, sequences: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]]
+                      ) -> list[list[torch.Tensor]]:
+        """log p(x_t | x_<t) for the tokens of each span [start, end) of each sequence, one forward per sequence.
+
+        Scoring several targets that share their context this way (a speaker's turns in one transcript) costs one
+        pass over the transcript instead of one per target. Every span needs ``start >= 1``.
+        """
+        if len(sequences) != len(spans):
+            raise ValueError(f"{len(sequences)} sequences but {len(spans)} span lists")
+        if any(a < 1 or b > len(seq) or a > b for seq, sp in zip(sequences, spans) for a, b in sp):
+            raise ValueError("every span must lie inside its sequence and start after its first token")
+        out: list[list[torch.Tensor]] = [[] for _ in sequences]
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        device = _device(self.model)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with adapter_disabled(self.model, self.disable_adapter):
+                for start in range(0, len(order), self.batch_size):
+                    chunk = [i for i in order[start:start + self.batch_size] if any(b > a for a, b in spans[i])]
+                    if chunk:
+                        self._score_spans(chunk, sequences, spans, out, device, pad)
+        finally:
+            self.model.train(was_training)
+        return [row if row else [torch.empty(0) for _ in sp] for row, sp in zip(out, spans)]
+
+    def _score_spans(self, chunk, sequences, spans, out, device, pad) -> None:
+        ids, mask = pad_batch([list(sequences[i]) for i in chunk], pad, side="left")  # (B, L)
+        L = ids.shape[1]
+        wanted = [[L - len(sequences[i]) + t for a, b in spans[i] for t in range(a, b)] for i in chunk]
+        P = max(len(w) for w in wanted)
+        targets = torch.tensor([w + [w[-1]] * (P - len(w)) for w in wanted])  # (B, P): positions of the scored tokens
+        kw = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids_from_mask(mask).to(device))
+        try:  # the LM head only where a scored token is predicted
+            logits = self.model(**kw, logits_to_keep=(targets - 1).to(device)).logits  # (B, P, V)
+        except TypeError:
+            full = self.model(**kw).logits  # (B, L, V)
+            logits = full.gather(1, (targets - 1).to(device).unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+        logps = selective_log_softmax(logits.float(), ids.gather(1, targets).to(device))  # (B, P)
+        for row, i in enumerate(chunk):
+            k = 0
+            for a, b in spans[i]:
+                out[i].append(logps[row, k:k + b - a].cpu())
+                k += b - a
+
     def mean_logprobs(self, prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[float | None]:
         """Mean log-prob per target token; None for an empty target."""
         return [float(lp.mean()) if lp.numel() else None for lp in self.token_logprobs(prefixes, targets)]

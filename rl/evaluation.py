@@ -148,7 +148,7 @@ def judge(name: str, played: Sequence[PlayedDialogue], judges: Judges, distracto
         tallies[metric][pair][0] += num
         tallies[metric][pair][1] += den
 
-    lm_rows: list[tuple[str, list[str], list[str], str]] = []  # (pair, persona, history, utterance)
+    lm_rows: list[tuple[str, list[str], list[str], str, tuple]] = []  # (pair, persona, history, utterance, chain)
     nli_rows: list[tuple[str, str, list[str], list[str]]] = []  # (pair, utterance, persona premises, history premises)
     for pd in played:
         d = pd.dialogue
@@ -181,12 +181,13 @@ def judge(name: str, played: Sequence[PlayedDialogue], judges: Judges, distracto
                 add(d.pair_id, "cutoff_rate", pd.cut_off[t], 1)
                 for n in grams:
                     grams[n][d.pair_id].extend(ngrams(u, n))
-                lm_rows.append((d.pair_id, own, d.turns[:t], u))
+                lm_rows.append((d.pair_id, own, d.turns[:t], u, (d.dialogue_id, speaker)))
                 nli_rows.append((d.pair_id, u, list(own), earlier_own))
     if judges.lm is not None and lm_rows:
         t0 = time.perf_counter()
-        for (pair, *_), (nll, n) in zip(lm_rows, judges.lm.nll([r[1] for r in lm_rows], [r[2] for r in lm_rows],
-                                                               [r[3] for r in lm_rows])):
+        scored = judges.lm.nll([r[1] for r in lm_rows], [r[2] for r in lm_rows], [r[3] for r in lm_rows],
+                               chains=[r[4] for r in lm_rows])
+        for (pair, *_), (nll, n) in zip(lm_rows, scored):
             add(pair, "judge_nll", nll, n)
         seconds["lm_judge"] = time.perf_counter() - t0
     if judges.nli is not None and nli_rows:

@@ -21,24 +21,27 @@ class LaggedPartner:
     """Args:
         model: the partner: a frozen model of the policy's architecture (LoRA adapters included), loaded outside
             any ZeRO-3 partitioning; the trainer syncs it from the policy when it starts.
-        names: the policy's trainable parameter names (the ones a sync copies).
         sync_steps: copy the policy's trainable weights into the partner after every this many updates.
     """
 
-    def __init__(self, model, names: list[str], sync_steps: int):
+    def __init__(self, model, sync_steps: int):
         if sync_steps < 1:
             raise ValueError(f"sync_steps={sync_steps}: must be at least 1")
-        self.model, self.names = model.eval().requires_grad_(False), list(names)
+        self.model = model.eval().requires_grad_(False)
         self.sync_steps, self.synced_at = sync_steps, 0
+        self.names: list[str] = []  # the policy's trainable parameters, fixed at the first sync
         self._params = dict(self.model.named_parameters())
-        missing = [n for n in self.names if n not in self._params]
-        if missing:
-            raise ValueError(f"the partner lacks {len(missing)} of the policy's trainable parameters, e.g. {missing[0]!r}")
 
     @torch.no_grad()
     def sync(self, policy, step: int) -> None:
         """Copy the trainable weights of ``policy`` (gathered, under ZeRO-3) into the partner."""
+        policy = getattr(policy, "policy", policy)  # a PolicyWithCritic: the policy part
         source = dict(policy.named_parameters())
+        if not self.names:
+            self.names = [n for n, p in source.items() if p.requires_grad]
+            missing = [n for n in self.names if n not in self._params]
+            if missing:
+                raise ValueError(f"the partner lacks {len(missing)} of the policy's trainable parameters, e.g. {missing[0]!r}")
         for name in self.names:
             self._params[name].copy_(source[name].detach().to(self._params[name].dtype))
         self.synced_at = step
@@ -58,9 +61,10 @@ class LaggedPartner:
         from safetensors import safe_open
 
         tensors = load_file(str(path))
-        missing = set(self.names) - set(tensors)
+        self.names = self.names or list(tensors)
+        missing = set(self.names) - set(tensors) or set(tensors) - set(self._params)
         if missing:
-            raise ValueError(f"{path}: lacks {len(missing)} partner weights, e.g. {sorted(missing)[0]!r}")
+            raise ValueError(f"{path}: its weights do not match the partner's, e.g. {sorted(missing)[0]!r}")
         for name in self.names:
             self._params[name].copy_(tensors[name].to(self._params[name].device, self._params[name].dtype))
         with safe_open(str(path), framework="pt") as f:

@@ -111,8 +111,7 @@ def build_run(cfg: PPOConfig, accelerator) -> Run:
                                               flag="--partner_model_name_or_path")).to(accelerator.device)
         elif cfg.partner == "lagged":  # the same architecture as the policy; synced from it when the trainer starts
             partner = freeze(load_transmitter(cfg.model_name_or_path, dtype=dtype, lora=lora_config(cfg))).to(accelerator.device)
-            lagged = LaggedPartner(partner, [n for n, p in policy.named_parameters() if p.requires_grad],
-                                   cfg.partner_sync_steps)
+            lagged = LaggedPartner(partner, cfg.partner_sync_steps)
         # fluency/coherence score with a model that is already here: the reference, or with LoRA the policy itself
         # with its adapter disabled; under ZeRO-3 those are partitioned, so the pool loads its own frozen copy
         shared = None if zero3 else (policy if cfg.use_peft else ref)

@@ -109,3 +109,35 @@ def test_ddp_two_processes_run_ppo_steps(tmp_path, tiny_dir):
     trained = load_file(out / "checkpoint-2" / "policy" / "model.safetensors")
     start = load_file(tiny_dir / "model.safetensors")
     assert any(not torch.equal(trained[k], start[k]) for k in start), "the policy did not change"
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [
+    ["--episode_layout", "speaker", "--advantage_estimator", "episode_gae", "--value_model_name_or_path", "{critic}"],
+    ["--episode_layout", "speaker", "--algo", "grpo", "--partner", "lagged", "--partner_sync_steps", "1"],
+], ids=["speaker-episode_gae-value_model", "speaker-grpo-lagged_partner"])
+def test_zero2_layouts_and_critics_resume_exactly(tmp_path, tiny_dir, variant):
+    """ZeRO-2 on 2 gloo processes: 2 iterations straight vs 1 + resume + 1 give the same policy, critic and partner."""
+    critic = build_tiny_model_dir(tmp_path / "critic", load_smollm2_tokenizer(), seed=7)
+    args = [a.replace("{critic}", str(critic)) for a in variant]
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    _launch("cpu_zero2.yaml", ["--model_name_or_path", str(tiny_dir), "--output_dir", str(full), "--max_steps", "2",
+                               *TINY_RUN, *args])
+    _launch("cpu_zero2.yaml", ["--model_name_or_path", str(tiny_dir), "--output_dir", str(resumed), "--max_steps", "2",
+                               "--resume_from_checkpoint", str(full / "checkpoint-1"), *TINY_RUN, *args])
+    a, b = full / "checkpoint-2", resumed / "checkpoint-2"
+    exported = ["policy/model.safetensors"]
+    exported += ["critic/model.safetensors", "critic/p2bot_heads.safetensors"] if "--value_model_name_or_path" in args \
+        else ["lagged_partner.safetensors"]
+    for name in exported:
+        _assert_same_tree(load_file(a / name), load_file(b / name), name)
+    start = load_file(tiny_dir / "model.safetensors")
+    assert any(not torch.equal(load_file(a / "policy/model.safetensors")[k], start[k]) for k in start)
+    if "lagged" in args:  # synced after every step: the partner is the policy of step 2
+        partner, policy = load_file(a / "lagged_partner.safetensors"), load_file(a / "policy/model.safetensors")
+        assert all(torch.equal(partner[f"lm.{k}"], policy[k]) for k in policy)
+    for shard in sorted(p.name for p in (a / "state" / "pytorch_model").glob("*.pt")):
+        sa = torch.load(a / "state" / "pytorch_model" / shard, map_location="cpu", weights_only=False)
+        sb = torch.load(b / "state" / "pytorch_model" / shard, map_location="cpu", weights_only=False)
+        _assert_same_tree(sa, sb, shard)

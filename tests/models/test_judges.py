@@ -63,6 +63,42 @@ def test_lm_judge_scores_the_response_after_the_context_it_is_told():
         LMJudge(scorer, fmt, "persona")
 
 
+@pytest.mark.parametrize("context", ["persona_history", "history", "none"])
+def test_lm_judge_scores_a_speakers_turns_in_one_pass_with_the_same_numbers(context):
+    t = tiny_transmitter(seed=4)
+    scorer = LMScorer(t, t.tokenizer, batch_size=3)
+    turns = ["hi! how are you?", "good thanks, and you?", "great, i just baked bread.", "nice! what kind?",
+             "sourdough, my favourite."]
+    rows = [(OWN if i % 2 == 0 else OTHERS[0], turns[:i], turns[i], ("d", i % 2)) for i in range(5)]
+    passes = []
+    real = scorer.span_logprobs
+    scorer.span_logprobs = lambda seqs, spans: passes.append(len(seqs)) or real(seqs, spans)
+    for budget in (1000, 12):  # 12 tokens of history: the contexts stop extending each other, rows are scored alone
+        judge = LMJudge(scorer, PromptFormatter(t.tokenizer, max_history_tokens=budget), context)
+        args = [[r[k] for r in rows] for k in range(3)]
+        chained, alone = judge.nll(*args, chains=[r[3] for r in rows]), judge.nll(*args)
+        assert [n for _, n in chained] == [n for _, n in alone]
+        assert [v for v, _ in chained] == pytest.approx([v for v, _ in alone], rel=1e-4)
+    # with the whole history each speaker's turns are one pass (2 sequences for 5 rows); cut, every row is its own
+    expected_chained = 2 if context != "none" else 5  # without context the rows do not extend each other
+    assert passes == [expected_chained, 5, 5, 5]
+
+
+def test_span_logprobs_match_a_direct_forward():
+    t = tiny_transmitter(seed=5)
+    scorer = LMScorer(t, t.tokenizer)
+    seqs = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    spans = [[(1, 3), (4, 6)], [(2, 3)]]
+    got = scorer.span_logprobs(seqs, spans)
+    for seq, sp, lps in zip(seqs, spans, got):
+        with torch.no_grad():
+            logp = t.lm(input_ids=torch.tensor([seq])).logits[0].log_softmax(-1)
+        for (a, b), lp in zip(sp, lps):
+            assert lp.tolist() == pytest.approx([logp[k - 1, seq[k]].item() for k in range(a, b)], abs=1e-4)
+    with pytest.raises(ValueError, match="span"):
+        scorer.span_logprobs([[1, 2]], [[(0, 1)]])
+
+
 def _nli(labels: dict[int, str], winner: int) -> NLIJudge:
     tok = AutoTokenizer.from_pretrained(embedded_receiver_path())
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
