@@ -11,6 +11,9 @@
    weights) and for LoRA (reference = adapter-disabled base), optionally with activation checkpointing
    (``lora+ckpt``), in micro-batches of ``micro_batch_size``, each in a fresh child process so that its peak
    resident memory is its own. Reported as (query+response) tokens/s through ``step`` and peak RSS.
+3. Episode layouts (``--layout_exchanges 2 4``): for each number of exchanges, fresh self-play rollouts, then the
+   full-model update with ``episode_layout: turn`` (one row per turn, each re-encoding its context) and ``speaker``
+   (one row per speaker and dialogue), each in a fresh process: s/step and trained (response) tokens/s.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class BenchSelfPlayConfig:
                                     metadata={"help": "PPO-update phases: 'full' or 'lora', '+ckpt' adds activation "
                                                       "checkpointing ('none': self-play only)"})
     update_steps: int = field(default=2, metadata={"help": "PPOTrainer.step calls per update phase (first one is warm-up)"})
+    layout_exchanges: list[int] = field(default_factory=list, metadata={
+        "help": "compare the turn and speaker episode layouts on rollouts of these many exchanges (e.g. 2 4)"})
     num_ppo_epochs: int = field(default=1, metadata={"help": "PPO epochs per step in the update phases"})
     micro_batch_size: int = field(default=4, metadata={"help": "rollouts per forward/backward in the update phases "
                                                                "(gradient accumulation covers the rest)"})
@@ -128,7 +133,7 @@ class _TimedPrefill:
         return out
 
 
-def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: str) -> None:
+def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: str, layout: str = "turn") -> None:
     """Child process: ``update_steps`` PPO steps on the saved rollouts; writes tokens/s and peak RSS."""
     from models.transmitter import Transmitter
     from rl.config import PPOConfig
@@ -140,8 +145,8 @@ def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: st
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     rows = json.loads(Path(rollouts_path).read_text())
-    rollouts = [Rollout(query_ids=r["query_ids"], response_ids=r["response_ids"], score=r["score"], group=tuple(r["group"]))
-                for r in rows]
+    rollouts = [Rollout(query_ids=r["query_ids"], response_ids=r["response_ids"], score=r["score"], group=tuple(r["group"]),
+                        info=r.get("info", {})) for r in rows]
     base, checkpointing = mode.removesuffix("+ckpt"), mode.endswith("+ckpt")
     lora = None
     if base == "lora":
@@ -149,30 +154,40 @@ def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: st
 
         lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    accumulation = max(1, len(rollouts) // cfg.micro_batch_size)
+    from rl.episodes import LAYOUTS
+
+    num_rows = len(LAYOUTS[layout](rollouts, 0, "cpu").rows)
+    turns_per_row = len(rollouts) / num_rows
+    micro = max(1, round(cfg.micro_batch_size / turns_per_row))  # about the same tokens per micro-batch in both layouts
+    accumulation = max(1, num_rows // micro)
     ppo = PPOConfig(output_dir=str(Path(cfg.output_dir) / f"update_{mode}"), num_ppo_epochs=cfg.num_ppo_epochs,
                     use_peft=base == "lora", learning_rate=1e-6, max_steps=cfg.update_steps, seed=cfg.seed,
-                    gradient_accumulation_steps=accumulation, gradient_checkpointing=checkpointing)
+                    gradient_accumulation_steps=accumulation, gradient_checkpointing=checkpointing, episode_layout=layout,
+                    pairs_per_step=1, rollouts_per_pair=max(1, num_rows))
     policy = Transmitter.from_pretrained(cfg.model, with_value_head=True, lora=lora)
     ref = None if base == "lora" else Transmitter.from_pretrained(cfg.model)
     trainer = PPOTrainer(ppo, policy, ref)
     trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     tokens = sum(len(r.query_ids) + len(r.response_ids) for r in rollouts) * cfg.num_ppo_epochs
+    trained_tokens = sum(len(r.response_ids) for r in rollouts) * cfg.num_ppo_epochs
     trainer.step(rollouts)  # warm-up: allocates optimizer state
     start = time.perf_counter()
     stats = {}
     for _ in range(cfg.update_steps - 1):
         stats = trainer.step(rollouts)
     seconds = (time.perf_counter() - start) / (cfg.update_steps - 1)
-    result = dict(mode=mode, trainable_parameters=trainable, micro_batch_size=len(rollouts) // accumulation, seconds_per_step=seconds, tokens_per_step=tokens,
+    result = dict(mode=mode, layout=layout, rows=num_rows, trainable_parameters=trainable,
+                  micro_batch_size=num_rows // accumulation, seconds_per_step=seconds, tokens_per_step=tokens,
+                  trained_tokens_per_s=trained_tokens / seconds,
                   tokens_per_s=tokens / seconds, peak_rss_mb=_max_rss_mb(), kl=stats.get("objective/kl"),
                   skipped=stats.get("guard/skipped_update"))
     Path(result_path).write_text(json.dumps(result))
 
 
-def run_update_phase(mode: str, cfg: BenchSelfPlayConfig, rollouts_path: Path) -> dict:
-    result_path = rollouts_path.with_name(f"update_{mode.replace('+', '_')}.json")
-    proc = mp.get_context("spawn").Process(target=_update_phase, args=(mode, asdict(cfg), str(rollouts_path), str(result_path)))
+def run_update_phase(mode: str, cfg: BenchSelfPlayConfig, rollouts_path: Path, layout: str = "turn") -> dict:
+    result_path = rollouts_path.with_name(f"update_{mode.replace('+', '_')}_{layout}.json")
+    proc = mp.get_context("spawn").Process(target=_update_phase,
+                                           args=(mode, asdict(cfg), str(rollouts_path), str(result_path), layout))
     proc.start()
     proc.join()
     if proc.exitcode != 0:
@@ -198,13 +213,13 @@ def run(argv: list[str] | None = None) -> int:
     fmt = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
     sampling = Sampling(True, cfg.temperature)
 
-    def timed_rollout(**env_kw):
+    def timed_rollout(num_exchanges=cfg.num_exchanges, **env_kw):
         env = SelfPlayEnv(pairs, fmt, pairs_per_step=len(pairs), rollouts_per_pair=cfg.rollouts_per_pair,
                           sampling_a=sampling, sampling_b=sampling, response_length=cfg.response_length, seed=cfg.seed,
                           **env_kw)
         torch.manual_seed(cfg.seed)
         start = time.perf_counter()
-        batch = env.rollout(model, 0, cfg.num_exchanges)
+        batch = env.rollout(model, 0, num_exchanges)
         seconds = time.perf_counter() - start
         tokens = sum(len(r.response_ids) for r in batch.rollouts)
         return batch, dict(seconds=seconds, tokens=tokens, tokens_per_s=tokens / seconds)
@@ -230,15 +245,29 @@ def run(argv: list[str] | None = None) -> int:
         report["seed_style"] = dict(seconds=seed_s, tokens=seed_tokens, tokens_per_s=seed_tokens / seed_s)
         report["speedup"] = report["ours"]["tokens_per_s"] / report["seed_style"]["tokens_per_s"]
 
-    if cfg.update_modes:
-        del model
+    def save_rollouts(batch, name: str) -> Path:
         rng = torch.Generator().manual_seed(cfg.seed)
         rows = [dict(query_ids=r.query_ids, response_ids=r.response_ids or [fmt.tokenizer.eos_token_id],
-                     score=float(torch.randn((), generator=rng)), group=list(r.group)) for r in batch.rollouts]
+                     score=float(torch.randn((), generator=rng)), group=list(r.group),
+                     info={k: r.info[k] for k in ("dialogue_id", "speaker", "turn")}) for r in batch.rollouts]
         out.mkdir(parents=True, exist_ok=True)
-        rollouts_path = out / "rollouts.json"
-        rollouts_path.write_text(json.dumps(rows))
+        path = out / name
+        path.write_text(json.dumps(rows))
+        return path
+
+    layout_batches = {n: timed_rollout(num_exchanges=n)[0] for n in cfg.layout_exchanges}
+    model = None  # free it before the update phases (they load their own copies)
+    if cfg.update_modes:
+        rollouts_path = save_rollouts(batch, "rollouts.json")
         report["update"] = {mode: run_update_phase(mode, cfg, rollouts_path) for mode in cfg.update_modes}
+    if layout_batches:
+        report["layouts"] = {}
+        for n, lb in layout_batches.items():
+            path = save_rollouts(lb, f"rollouts_{n}x.json")
+            runs = {layout: run_update_phase("full", cfg, path, layout) for layout in ("turn", "speaker")}
+            runs["speedup"] = runs["turn"]["seconds_per_step"] / runs["speaker"]["seconds_per_step"]
+            runs["turns"] = len(lb.rollouts)
+            report["layouts"][str(n)] = runs
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "bench_selfplay.json.tmp"
@@ -272,3 +301,12 @@ def _print(report: dict) -> None:
         for mode, r in report["update"].items():
             print(f"{mode:<10} {r['trainable_parameters']:>16,d} {r['seconds_per_step']:>7.1f} {r['tokens_per_s']:>9.1f} "
                   f"{r['peak_rss_mb']:>11.0f}")
+    if "layouts" in report:
+        print("\nEpisode layouts, full-model update (fresh process each; tokens/s counts trained response tokens)")
+        print(f"{'exchanges':>9} {'layout':<8} {'rows':>5} {'s/step':>7} {'trained tok/s':>13} {'peak RSS MB':>11} {'speedup':>8}")
+        for n, runs in report["layouts"].items():
+            for layout in ("turn", "speaker"):
+                r = runs[layout]
+                speed = f"{runs['speedup']:.2f}x" if layout == "speaker" else ""
+                print(f"{n:>9} {layout:<8} {r['rows']:>5} {r['seconds_per_step']:>7.1f} {r['trained_tokens_per_s']:>13.1f} "
+                      f"{r['peak_rss_mb']:>11.0f} {speed:>8}")

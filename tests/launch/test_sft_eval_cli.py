@@ -117,3 +117,16 @@ def test_reusable_share_counts_the_prefix_a_previous_turn_cached():
     assert timer.reusable_share() == pytest.approx((5 + 2) / total)  # second dialogue: the re-tokenised reply differs
     timer.reset()
     assert timer.calls == [] and timer.reusable_share() == 0.0
+
+
+def test_bench_selfplay_compares_the_episode_layouts(tiny_dir, tmp_path, capsys):
+    rc = cli(["bench", "selfplay", "--model", str(tiny_dir), "--num_pairs", "2", "--rollouts_per_pair", "1",
+              "--num_exchanges", "1", "--response_length", "4", "--max_history_tokens", "256", "--skip_seed_style",
+              "true", "--micro_batch_size", "2", "--update_modes", "none", "--layout_exchanges", "2",
+              "--output_dir", str(tmp_path)])
+    assert rc == 0
+    runs = json.loads((tmp_path / "bench_selfplay.json").read_text())["layouts"]["2"]
+    assert runs["turns"] == 8 and runs["turn"]["rows"] == 8
+    assert runs["speaker"]["rows"] < 8  # speakers' turns chained into episodes (4 when every chain holds)
+    assert runs["speaker"]["trained_tokens_per_s"] > 0 and runs["speedup"] > 0
+    assert "Episode layouts" in capsys.readouterr().out
