@@ -55,6 +55,10 @@ class PolicyWithCritic(nn.Module):
         return self.critic.value_head
 
     @property
+    def card(self):
+        return self.policy.card
+
+    @property
     def is_peft(self) -> bool:
         return self.policy.is_peft
 

@@ -38,7 +38,8 @@ class LaggedPartner:
         policy = getattr(policy, "policy", policy)  # a PolicyWithCritic: the policy part
         source = dict(policy.named_parameters())
         if not self.names:
-            self.names = [n for n, p in source.items() if p.requires_grad]
+            heads = ("value_head.", "nup_head.")  # the partner only speaks: it needs the LM's weights
+            self.names = [n for n, p in source.items() if p.requires_grad and not n.startswith(heads)]
             missing = [n for n in self.names if n not in self._params]
             if missing:
                 raise ValueError(f"the partner lacks {len(missing)} of the policy's trainable parameters, e.g. {missing[0]!r}")

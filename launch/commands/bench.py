@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "eval": "launch.commands.bench:bench_eval",
     "receiver": "launch.bench_receiver:run",
     "selfplay": "launch.bench_selfplay:run",
+    "options": "launch.bench_rl_options:run",
 }
 
 
