@@ -70,11 +70,14 @@ def grouped_advantages(exp: Experience, rows: Sequence[Sequence[Rollout]], retur
     flat, keys = [], []
     for b in range(B):
         for k, r in enumerate(rows[b]):
+            if exp.turn_mask[b, k] == 0:  # scored None: not in any group's baseline
+                continue
             flat.append(b * K + k)
             keys.append(r.group if r.group is not None else ("row", b, k))
-    idx = torch.tensor(flat, device=returns.device)
+    idx = torch.tensor(flat, device=returns.device, dtype=torch.long)
     per_turn = torch.zeros(B * K, dtype=returns.dtype, device=returns.device)
-    per_turn[idx] = group_advantages(returns.reshape(-1)[idx], keys, baseline)
+    if flat:
+        per_turn[idx] = group_advantages(returns.reshape(-1)[idx], keys, baseline)
     return per_turn.view(B, K).gather(1, exp.turn_ids.clamp(min=0)) * exp.response_mask  # (B, T)
 
 

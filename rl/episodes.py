@@ -81,10 +81,11 @@ def collate_episodes(episodes: Sequence[Episode], pad_token_id: int, device: tor
             n = end - start
             response_ids[b, j:j + n] = torch.tensor(ep.ids[start:end], dtype=torch.long)
             response_index[b, j:j + n] = offset + torch.arange(start, end) - 1
-            response_mask[b, j:j + n] = 1.0
+            scored = r.score is not None  # a turn scored None keeps its place but gets no weight
+            response_mask[b, j:j + n] = float(scored)
             turn_ids[b, j:j + n] = k
-            turn_scores[b, k] = float("nan") if r.score is None else float(r.score)
-            turn_mask[b, k] = 1.0
+            turn_scores[b, k] = float(r.score) if scored else 0.0
+            turn_mask[b, k] = float(scored)
             j += n
     exp = Experience(input_ids, attention_mask, response_index, response_ids, response_mask, turn_ids, turn_scores,
                      turn_mask, torch.tensor([float(ep.rollouts[0].temperature) for ep in episodes]))

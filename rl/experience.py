@@ -13,7 +13,9 @@ class Rollout:
     """One generated response and its prompt, as token ids, plus whatever the reward function needs.
 
     ``group`` keys the group baselines of REINFORCE/RLOO/GRPO (rollouts of the same persona pair, turn and
-    speaker); ``info`` holds self-play context (persona, partner_persona, history, turn, speaker, dialogue_id)
+    speaker); a rollout whose ``score`` is None is not learned from (its tokens get no weight) but keeps its row,
+    so that every process of a distributed run does the same number of forward/backward passes. ``info`` holds
+    self-play context (persona, partner_persona, history, turn, speaker, dialogue_id)
     passed to rewards as kwargs. ``temperature`` is the one the response was sampled at: log-probs are taken of
     ``logits / temperature``, the distribution the tokens came from.
     """
@@ -77,7 +79,7 @@ class Experience:
 
 def collate(rollouts: list[Rollout], pad_token_id: int, device: torch.device | str = "cpu") -> Experience:
     """The ``turn`` layout: one row per rollout, queries left-padded and responses right-padded from a common
-    column ``Q``. Scores from the rollouts (None → NaN)."""
+    column ``Q``. A rollout scored None gets no weight (mask 0, ``turn_mask`` 0)."""
     B = len(rollouts)
     Q = max(len(r.query_ids) for r in rollouts)
     R = max(1, max(len(r.response_ids) for r in rollouts))
@@ -94,8 +96,9 @@ def collate(rollouts: list[Rollout], pad_token_id: int, device: torch.device | s
         response_ids[i, :a] = torch.tensor(r.response_ids, dtype=torch.long)
         response_mask[i, :a] = 1.0
     response_index = (Q - 1 + torch.arange(R)).expand(B, R).clone()
-    scores = torch.tensor([[float("nan") if r.score is None else float(r.score)] for r in rollouts], dtype=torch.float32)
-    exp = Experience(input_ids, attention_mask, response_index, response_ids, response_mask,
-                     turn_ids=torch.where(response_mask > 0, 0, -1).long(), turn_scores=scores,
-                     turn_mask=torch.ones(B, 1), temperature=torch.tensor([float(r.temperature) for r in rollouts]))
+    turn_ids = torch.where(response_mask > 0, 0, -1).long()
+    scored = torch.tensor([[0.0 if r.score is None else 1.0] for r in rollouts])  # (B, 1)
+    scores = torch.tensor([[0.0 if r.score is None else float(r.score)] for r in rollouts], dtype=torch.float32)
+    exp = Experience(input_ids, attention_mask, response_index, response_ids, response_mask * scored, turn_ids=turn_ids,
+                     turn_scores=scores, turn_mask=scored, temperature=torch.tensor([float(r.temperature) for r in rollouts]))
     return exp.to(device)

@@ -174,8 +174,8 @@ class SelfPlayEnv:
         components = getattr(self.reward_fn, "last_components", None) or {}
         for i, r in enumerate(rs):
             r.prompt_text = prompts[i]
-            if scores[i] is None:  # "not applicable" (e.g. every reward component abstained): not trained on
-                r.score, r.trainable = None, False
+            if scores[i] is None:  # "not applicable" (every reward component abstained): kept, with no weight in the
+                r.score = None     # loss, so every process still trains on the same number of rows
             else:
                 r.score = float(scores[i])
             r.components = {name: float(vals[i]) for name, vals in components.items() if vals[i] is not None}

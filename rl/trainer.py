@@ -345,9 +345,8 @@ class PPOTrainer:
             # --- update ---
             stats.update(self.update(exp))
             stats["guard/skipped_update"] = 0.0
-        for name, value in _mean_components(rollouts).items():
-            stats[f"reward/{name}"] = value
         stats = self._reduce(stats)
+        stats.update(self._reward_components(rollouts))
         if not stats["guard/skipped_update"]:  # the KL averaged over processes, so every process keeps the same β
             self.kl_ctl.update(stats["objective/kl"], int(exp.turn_mask.sum().item()) * self.accelerator.num_processes)
         stats["lr"] = self.scheduler.get_last_lr()[0]
@@ -368,6 +367,26 @@ class PPOTrainer:
         t = self.accelerator.reduce(t, reduction="mean")
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
+    def _reward_components(self, rollouts: list[Rollout]) -> dict[str, float]:
+        """``reward/<name>``: each component's mean over every process's rollouts. The names are agreed across
+        processes first, so a component that no rollout of one process has still gets one key everywhere."""
+        sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for r in rollouts:
+            for k, v in r.components.items():
+                if v is not None and math.isfinite(v):
+                    sums[k][0] += float(v)
+                    sums[k][1] += 1.0
+        names = sorted(sums)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            names = sorted(set().union(*gather_object([names])))
+            t = torch.tensor([sums[n][i] if n in sums else 0.0 for n in names for i in (0, 1)],
+                             device=self.accelerator.device, dtype=torch.float64)
+            t = self.accelerator.reduce(t, reduction="sum").tolist()
+            sums = {n: [t[2 * j], t[2 * j + 1]] for j, n in enumerate(names)}
+        return {f"reward/{n}": sums[n][0] / sums[n][1] if sums[n][1] else float("nan") for n in names}
+
     # --- state for checkpoints ---
     def save_extra_state(self, directory) -> None:
         """Main process, inside a checkpoint being written: what ``accelerator.save_state`` does not hold."""
@@ -386,10 +405,3 @@ class PPOTrainer:
         self.kl_ctl.load_state_dict(state["kl_ctl"])
 
 
-def _mean_components(rollouts: list[Rollout]) -> dict[str, float]:
-    sums: dict[str, list[float]] = defaultdict(list)
-    for r in rollouts:
-        for k, v in r.components.items():
-            if v is not None and math.isfinite(v):
-                sums[k].append(float(v))
-    return {k: sum(v) / len(v) for k, v in sums.items()}

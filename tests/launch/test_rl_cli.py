@@ -141,3 +141,20 @@ def test_zero2_layouts_and_critics_resume_exactly(tmp_path, tiny_dir, variant):
         sa = torch.load(a / "state" / "pytorch_model" / shard, map_location="cpu", weights_only=False)
         sb = torch.load(b / "state" / "pytorch_model" / shard, map_location="cpu", weights_only=False)
         _assert_same_tree(sa, sb, shard)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_a_rank_whose_rollouts_all_score_none_still_finishes(tmp_path, tiny_dir):
+    """DDP on 2 gloo processes; every rollout of rank 0 scores None: both ranks keep the same rows, agree on the
+    metric keys and finish; the policy still learns from rank 1's rollouts."""
+    out = tmp_path / "ddp_none"
+    reward = str(REPO / "tests" / "rl" / "toy_rewards.py") + ":letter_e_on_rank1_only"
+    args = [a if a != REWARD else reward for a in TINY_RUN]
+    _launch("cpu_ddp.yaml", ["--model_name_or_path", str(tiny_dir), "--output_dir", str(out), "--max_steps", "2", *args])
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1]
+    assert all("reward/letter_e_on_rank1_only" in m and m["guard/skipped_update"] == 0.0 for m in metrics)
+    trained = load_file(out / "checkpoint-2" / "policy" / "model.safetensors")
+    start = load_file(tiny_dir / "model.safetensors")
+    assert any(not torch.equal(trained[k], start[k]) for k in start)

@@ -109,7 +109,8 @@ def test_score_passes_selfplay_kwargs_and_components(policy, formatter):
     assert seen["completions"] == [r.response_text for r in batch.rollouts]
     a_turns = [r for r in batch.rollouts if r.info["speaker"] == "A"]
     assert all(r.score == len(r.response_text) + 1.0 and r.components["one"] == 1.0 for r in a_turns)
-    assert all(r.score is None and not r.trainable for r in batch.rollouts if r.info["speaker"] == "B")
+    # "not applicable" turns keep their place (every process trains on as many rows) but carry no weight
+    assert all(r.score is None and r.trainable for r in batch.rollouts if r.info["speaker"] == "B")
 
 
 class PrefillWidth:

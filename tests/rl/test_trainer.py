@@ -25,7 +25,7 @@ def _params(model):
 
 
 def test_collate_positions_predict_response_tokens():
-    exp = collate([Rollout([5, 6, 7], [8, 9]), Rollout([1], [2, 3, 4])], pad_token_id=0)
+    exp = collate([Rollout([5, 6, 7], [8, 9], score=1.0), Rollout([1], [2, 3, 4], score=0.0)], pad_token_id=0)
     assert exp.input_ids.tolist() == [[5, 6, 7, 8, 9, 0], [0, 0, 1, 2, 3, 4]]
     assert exp.attention_mask.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
     assert exp.response_mask.tolist() == [[1, 1, 0], [1, 1, 1]]
@@ -157,3 +157,13 @@ def test_gradient_checkpointing_gives_the_same_update(tiny_model_dir):
     assert after[False].keys() == after[True].keys()
     for k in after[False]:
         assert torch.allclose(after[False][k], after[True][k], atol=1e-6), k
+
+
+def test_a_rollout_scored_none_keeps_its_row_with_no_weight(tiny_model_dir):
+    policy = Transmitter.from_pretrained(str(tiny_model_dir), with_value_head=True)
+    trainer = PPOTrainer(PPOConfig(pairs_per_step=1, rollouts_per_pair=2, max_steps=1), policy)
+    rollouts = [Rollout([1, 2], [3, 4], score=None), Rollout([1, 2], [5, 6], score=1.0, components={"x": 2.0})]
+    exp, _ = trainer.make_experience(rollouts)
+    assert len(exp) == 2 and exp.response_mask[0].sum() == 0 and exp.turn_mask.tolist() == [[0.0], [1.0]]
+    stats = trainer.step(rollouts)
+    assert stats["guard/skipped_update"] == 0.0 and stats["reward/x"] == 2.0
