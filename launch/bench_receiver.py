@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from data_prep import build_receiver_examples, read_dialogues, sample_data_path
+from models.loading import resolve_device
 from models.receiver import Receiver
 
 SPC_VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthetic-persona-chat" / "Synthetic-Persona-Chat_valid.csv"
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=64, help="sentences per encoder call")
     p.add_argument("--seed_style_utterances", type=int, default=100, help="subset for the seed-style loop (0 = skip)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, ...")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -55,7 +57,7 @@ def run(argv: list[str] | None = None) -> int:
     rows = build_receiver_examples(read_dialogues(path).dialogues, num_negatives=1).to_list()
     rows = (rows * (args.num_utterances // max(len(rows), 1) + 1))[: args.num_utterances]
     utterances, personas = [r["utterance"] for r in rows], [r["persona"] for r in rows]
-    receiver = Receiver.from_pretrained(args.model_name_or_path).eval()
+    receiver = Receiver.from_pretrained(args.model_name_or_path, device=resolve_device(args.device)).eval()
 
     receiver.clear_cache()
     cold = _timed(lambda: receiver.score(utterances, personas, batch_size=args.batch_size))

@@ -50,6 +50,8 @@ class BenchSelfPlayConfig:
     micro_batch_size: int = field(default=4, metadata={"help": "rollouts per forward/backward in the update phases "
                                                                "(gradient accumulation covers the rest)"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU), cpu, cuda, ..."})
+    torch_dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: the checkpoint's)"})
     output_dir: str = field(default="runs/bench_selfplay", metadata={"help": "where bench_selfplay.json is written"})
     seed: int = field(default=0, metadata={"help": "seed of pair order and sampling"})
 
@@ -164,8 +166,11 @@ def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: st
                     use_peft=base == "lora", learning_rate=1e-6, max_steps=cfg.update_steps, seed=cfg.seed,
                     gradient_accumulation_steps=accumulation, gradient_checkpointing=checkpointing, episode_layout=layout,
                     pairs_per_step=1, rollouts_per_pair=max(1, num_rows))
-    policy = Transmitter.from_pretrained(cfg.model, with_value_head=True, lora=lora)
-    ref = None if base == "lora" else Transmitter.from_pretrained(cfg.model)
+    from models.loading import resolve_dtype
+
+    dtype = resolve_dtype(cfg.torch_dtype)
+    policy = Transmitter.from_pretrained(cfg.model, with_value_head=True, lora=lora, torch_dtype=dtype)
+    ref = None if base == "lora" else Transmitter.from_pretrained(cfg.model, torch_dtype=dtype)
     trainer = PPOTrainer(ppo, policy, ref)
     trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     tokens = sum(len(r.query_ids) + len(r.response_ids) for r in rollouts) * cfg.num_ppo_epochs
@@ -209,7 +214,10 @@ def run(argv: list[str] | None = None) -> int:
     out = Path(cfg.output_dir)
     save_resolved_config(out, cfg)
     pairs = list(build_selfplay_pairs(read_dialogues(resolve_data_path(cfg.data)).dialogues, seed=cfg.seed))[: cfg.num_pairs]
-    model = Transmitter.from_pretrained(cfg.model).eval()
+    from models.loading import resolve_device, resolve_dtype
+
+    model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device),
+                                        torch_dtype=resolve_dtype(cfg.torch_dtype)).eval()
     fmt = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
     sampling = Sampling(True, cfg.temperature)
 

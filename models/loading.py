@@ -43,3 +43,17 @@ def resolve_device(device: str | None = "auto") -> str:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(device)
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_dtype(name: str | None):
+    """``None``/``"auto"`` → None (the checkpoint's own dtype); ``"float32"``, ``"bfloat16"``, ``"float16"`` → torch dtype."""
+    if name in (None, "", "auto"):
+        return None
+    if name not in DTYPES:
+        raise ValueError(f"torch_dtype={name!r}: expected one of {DTYPES} or auto")
+    import torch
+
+    return getattr(torch, name)

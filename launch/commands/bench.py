@@ -92,6 +92,8 @@ class BenchEvalConfig:
     max_new_tokens: int = field(default=32, metadata={"help": "generated tokens per example (both methods)"})
     batch_size: int = field(default=16, metadata={"help": "our generation batch size"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU), cpu, cuda, ..."})
+    torch_dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: the checkpoint's)"})
     output_dir: str = field(default="runs/bench_eval", metadata={"help": "where bench_eval.json is written"})
     seed: int = field(default=0, metadata={"help": "seed of turn sampling"})
 
@@ -136,7 +138,10 @@ def bench_eval(argv: list[str] | None = None) -> int:
     dialogues = read_dialogues(resolve_data_path(cfg.data)).dialogues
     examples = build_eval_examples(dialogues[: cfg.num_examples], num_candidates=2, seed=cfg.seed,
                                    examples_per_dialogue=1)[: cfg.num_examples]
-    model = Transmitter.from_pretrained(cfg.model).eval()
+    from models.loading import resolve_device, resolve_dtype
+
+    model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device),
+                                        torch_dtype=resolve_dtype(cfg.torch_dtype)).eval()
     fmt = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
     stops = stop_token_ids(model.tokenizer)
     contexts = [fmt.encode_context(ex["persona"], ex["history"]) for ex in examples]

@@ -16,6 +16,7 @@ from transformers import set_seed
 from launch.config_io import parse_configs
 from launch.errors import option, read_data
 from models.generation import generate
+from models.loading import resolve_device, resolve_dtype
 from models.prompt import PromptFormatter
 from models.transmitter import Transmitter
 
@@ -36,6 +37,8 @@ class ChatConfig:
     top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
     max_history_tokens: int = field(default=256, metadata={"help": "history budget of the prompt"})
     seed: int = field(default=0, metadata={"help": "random seed"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU), cpu, cuda, ..."})
+    torch_dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: the checkpoint's)"})
 
     def __post_init__(self):
         if self.exchanges < 1 or self.max_new_tokens < 1:
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     persona_a, persona_b = fill_personas(cfg)
     print(f"loading {cfg.model_name_or_path} ...", flush=True)
     with option("--model_name_or_path", cfg.model_name_or_path):
-        transmitter = Transmitter.from_pretrained(cfg.model_name_or_path)
+        transmitter = Transmitter.from_pretrained(cfg.model_name_or_path, device=resolve_device(cfg.device),
+                                                  torch_dtype=resolve_dtype(cfg.torch_dtype))
     transmitter.eval()
     agent = Agent(transmitter, PromptFormatter(transmitter.tokenizer, cfg.max_history_tokens), cfg)
     if cfg.human:

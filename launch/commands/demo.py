@@ -49,6 +49,8 @@ class DemoConfig:
     sample_dialogues: int = field(default=2, metadata={"help": "held-out persona pairs shown before/after RL"})
     sample_exchanges: int = field(default=2, metadata={"help": "A+B exchanges of each before/after sample dialogue"})
     seed: int = field(default=0, metadata={"help": "random seed of every stage"})
+    device: str = field(default="auto", metadata={"help": "where evaluation and samples run: auto (CUDA when available), "
+                                                          "cpu, cuda, ... (training stages use accelerate's device)"})
 
     def __post_init__(self):
         counts = ("heldout_dialogues", "sft_steps", "selfplay_dialogues_per_pair", "receiver_steps", "rl_steps", "rl_pairs_per_step",
@@ -73,7 +75,7 @@ def _stage(name: str, module: str, argv: list[str], timings: dict[str, float]) -
 def _eval_argv(model: Path, out: Path, cfg: DemoConfig) -> list[str]:
     return ["--model", str(model), "--max_dialogues", str(cfg.heldout_dialogues), "--output_dir", str(out),
             "--max_new_tokens", "24", "--seed", str(cfg.seed), "--max_history_tokens", str(cfg.max_history_tokens),
-            "--examples_per_dialogue", str(cfg.eval_examples_per_dialogue)]
+            "--examples_per_dialogue", str(cfg.eval_examples_per_dialogue), "--device", cfg.device]
 
 
 def _latest_policy(rl_dir: Path) -> Path:
@@ -86,10 +88,11 @@ def _latest_policy(rl_dir: Path) -> Path:
 def sample_dialogues(model: Path, pairs: list[dict], cfg: DemoConfig) -> list[dict]:
     """Greedy self-play between two copies of ``model`` on fixed persona pairs (comparable before/after)."""
     from launch.commands.chat import Agent, ChatConfig
+    from models.loading import resolve_device
     from models.prompt import PromptFormatter
     from models.transmitter import Transmitter
 
-    transmitter = Transmitter.from_pretrained(model).eval()
+    transmitter = Transmitter.from_pretrained(model, device=resolve_device(cfg.device)).eval()
     chat_cfg = ChatConfig(do_sample=False, max_new_tokens=cfg.response_length)
     agent = Agent(transmitter, PromptFormatter(transmitter.tokenizer, cfg.max_history_tokens), chat_cfg)
     out = []
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "--judge_encoder", cfg.receiver, "--judge_lm", cfg.policy, "--max_dialogues", str(cfg.heldout_dialogues),
         "--pairs", "0", "--dialogues_per_pair", str(cfg.selfplay_dialogues_per_pair), "--exchanges",
         str(cfg.sample_exchanges), "--max_new_tokens", str(cfg.response_length), "--max_history_tokens",
-        str(cfg.max_history_tokens), "--output_dir", str(out / "selfplay_eval"), *seed], timings)
+        str(cfg.max_history_tokens), "--output_dir", str(out / "selfplay_eval"), "--device", cfg.device, *seed], timings)
 
     # --- 6. report ---
     rows = read_metrics(rl_dir / "metrics.jsonl")

@@ -23,7 +23,7 @@ from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, require_inputs
 from models.atomic import write_text_atomic
 from models.evaluation import build_eval_examples, evaluate_transmitter
-from models.loading import resolve_device
+from models.loading import resolve_device, resolve_dtype
 from models.prompt import PromptFormatter
 from models.transmitter import Transmitter
 
@@ -53,6 +53,8 @@ class EvalConfig:
     output_dir: str = field(default="runs/eval", metadata={"help": "where eval_results.json is written"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch default)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."})
+    torch_dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 for every model loaded "
+                                                                    "(default: the checkpoint's)"})
     log_level: str = field(default="warning", metadata={"help": "logging level: debug, info, warning, error, critical"})
 
     # --- self-play evaluation (--selfplay) ---
@@ -82,6 +84,7 @@ class EvalConfig:
     num_sample_dialogues: int = field(default=4, metadata={"help": "--selfplay: dialogues written to the samples file"})
 
     def __post_init__(self):
+        resolve_dtype(self.torch_dtype)  # a clear error for a bad name
         if self.do_sample is None:
             self.do_sample = self.selfplay
         if self.selfplay:
@@ -123,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         examples = build_eval_examples(dialogues, cfg.num_candidates, cfg.seed, cfg.examples_per_dialogue)
     start = time.perf_counter()
     with option("--model", cfg.model):
-        model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device))
+        model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device),
+                                            torch_dtype=resolve_dtype(cfg.torch_dtype))
     load_s = time.perf_counter() - start
     formatter = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
     print(f"p2bot eval: {cfg.model} on {len(dialogues)} dialogues, {len(examples)} examples (model loaded in "

@@ -17,7 +17,7 @@ from data_prep import DataFormatError, build_selfplay_pairs, read_dialogues, res
 from launch.commands.sft import load_dialogues
 from models.atomic import write_text_atomic
 from models.judges import LMJudge, NLIJudge, PersonaJudge
-from models.loading import resolve_device
+from models.loading import resolve_device, resolve_dtype
 from models.prompt import PromptFormatter
 from models.receiver import Receiver
 from models.scorers import LMScorer
@@ -52,7 +52,8 @@ def build_judges(cfg, device: str) -> tuple[Judges, list[str]]:
     encoder = _load("--judge_encoder", cfg.judge_encoder, lambda: Receiver.from_pretrained(cfg.judge_encoder, device=device))
     lm = None
     if cfg.judge_lm.lower() != "none":
-        t = _load("--judge_lm", cfg.judge_lm, lambda: Transmitter.from_pretrained(cfg.judge_lm, device=device).eval())
+        t = _load("--judge_lm", cfg.judge_lm, lambda: Transmitter.from_pretrained(
+            cfg.judge_lm, device=device, torch_dtype=resolve_dtype(cfg.torch_dtype)).eval())
         lm = LMJudge(LMScorer(t, t.tokenizer, disable_adapter=False),
                      PromptFormatter(t.tokenizer, max_history_tokens=cfg.max_history_tokens), cfg.judge_context)
     else:
@@ -71,7 +72,8 @@ def build_judges(cfg, device: str) -> tuple[Judges, list[str]]:
 
 
 def evaluate_model(name: str, cfg, pairs, pool, judges: Judges, partner, device: str, display: str) -> ModelEval:
-    model = _load("model", name, lambda: Transmitter.from_pretrained(name, device=device).eval())
+    model = _load("model", name, lambda: Transmitter.from_pretrained(
+        name, device=device, torch_dtype=resolve_dtype(cfg.torch_dtype)).eval())
     formatter = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
     sampling = Sampling(cfg.do_sample, cfg.temperature, cfg.top_k, cfg.top_p)
     start = time.perf_counter()
@@ -100,7 +102,8 @@ def run_selfplay_eval(cfg) -> int:
         judges, skipped = build_judges(cfg, device)
         partner = None
         if cfg.partner:
-            partner = _load("--partner", cfg.partner, lambda: Transmitter.from_pretrained(cfg.partner, device=device).eval())
+            partner = _load("--partner", cfg.partner, lambda: Transmitter.from_pretrained(
+                cfg.partner, device=device, torch_dtype=resolve_dtype(cfg.torch_dtype)).eval())
         names = [cfg.model] + ([cfg.compare] if cfg.compare else [])
         print(f"p2bot eval --selfplay: {len(pairs)} held-out pairs x {cfg.dialogues_per_pair} dialogues x {cfg.exchanges} "
               f"exchanges, models {', '.join(names)}, device {device}", file=sys.stderr)

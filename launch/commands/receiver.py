@@ -20,6 +20,7 @@ from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, read_data, require_inputs
 from models.atomic import write_text_atomic
 from models.lexical import LexicalScorer, lexical_persona_score
+from models.loading import resolve_device
 from models.metrics import paired_bootstrap
 from models.receiver import Receiver
 from models.receiver_training import (
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     scores: dict[str, tuple] = {}  # scorer → (pos (N,), neg (N, K)) on the same validation rows
     if not data.skip_baselines:
         scores["lexical overlap"] = score_ranking(LexicalScorer().score, eval_rows)
-        untrained = Receiver.from_pretrained(cfg.model_name_or_path, cfg.temperature, max_length=cfg.max_length)
+        untrained = Receiver.from_pretrained(cfg.model_name_or_path, cfg.temperature, max_length=cfg.max_length,
+                                             device="cpu" if cfg.use_cpu else resolve_device("auto"))
         scores["untrained encoder"] = score_ranking(receiver_score_fn(untrained, cfg.eval_batch_size), eval_rows)
         del untrained
     receiver = Receiver.from_pretrained(cfg.model_name_or_path, cfg.temperature, max_length=cfg.max_length)
