@@ -54,12 +54,23 @@ def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> Sel
     )
 
 
+@contextlib.contextmanager
 def frozen_load(accelerator):
     """A context for loading models that stay frozen and outside the DeepSpeed engine (reference, partner, scorers):
     under ZeRO-3 with ``zero3_init_flag`` transformers would otherwise partition them at load time, with no engine
-    to gather them."""
+    to gather them. (accelerate's ``zero3_init_context_manager(enable=False)`` re-registers the same ZeRO-3 config
+    with transformers, so it does not prevent that: the config is unregistered here and registered again after.)"""
     plugin = accelerator.state.deepspeed_plugin
-    return plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
+    if plugin is None or not plugin.is_zero3_init_enabled():
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
 
 
 def load_transmitter(path: str, *, dtype=None, with_value_head: bool = False, lora=None, flag: str = "--model_name_or_path"):

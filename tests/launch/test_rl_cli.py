@@ -46,8 +46,8 @@ def test_rl_cli_rejects_bad_config(capsys):
 
 
 def _launch(config: str, args: list[str]) -> None:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "launch" / "configs" / "accelerate" / config), "-m", "launch.cli", "rl", *args]
+    path = config if os.path.isabs(config) else str(REPO / "launch" / "configs" / "accelerate" / config)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", path, "-m", "launch.cli", "rl", *args]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -158,3 +158,23 @@ def test_a_rank_whose_rollouts_all_score_none_still_finishes(tmp_path, tiny_dir)
     trained = load_file(out / "checkpoint-2" / "policy" / "model.safetensors")
     start = load_file(tiny_dir / "model.safetensors")
     assert any(not torch.equal(trained[k], start[k]) for k in start)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_zero3_init_flag_with_the_default_p2_rewards_and_a_frozen_partner(tmp_path, tiny_dir, tiny_receiver_dir):
+    """``zero3_init_flag: true`` (as in multi_gpu_zero3.yaml) partitions models at load time: the frozen reference,
+    partner and scorers (Receiver included) must be loaded outside it, or they cannot run (was: "'weight' must be 2-D")."""
+    config = (REPO / "launch" / "configs" / "accelerate" / "cpu_zero3.yaml").read_text()
+    assert "zero3_init_flag: false" in config
+    path = tmp_path / "zero3_init.yaml"
+    path.write_text(config.replace("zero3_init_flag: false", "zero3_init_flag: true"))
+    out = tmp_path / "run"
+    rewards = ["persona", "fluency", "coherence", "repetition", "degeneration"]
+    args = [a for a in TINY_RUN]
+    args[args.index("--reward_funcs") + 1: args.index("--reward_funcs") + 2] = rewards
+    _launch(str(path), ["--model_name_or_path", str(tiny_dir), "--receiver_name_or_path", str(tiny_receiver_dir),
+                        "--partner", "frozen", "--output_dir", str(out), "--max_steps", "1", *args])
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0]
+    assert all(f"reward/{r}" in metrics[0] for r in rewards) and metrics[0]["guard/skipped_update"] == 0.0
