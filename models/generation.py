@@ -25,9 +25,13 @@ def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
+BACKENDS = ("hf", "static")
+
+
 def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: int = 32, do_sample: bool = False,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_beams: int = 1,
-             batch_size: int | None = None, eos_token_id: int | list[int] | None = None) -> list[list[int]]:
+             batch_size: int | None = None, eos_token_id: int | list[int] | None = None,
+             backend: str = "hf") -> list[list[int]]:
     """Generate one response per context.
 
     Args:
@@ -39,11 +43,15 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
         num_beams: beam search width (``do_sample=False``).
         batch_size: contexts per ``generate`` call (``None``: all at once).
         eos_token_id: stop token(s); default ``stop_token_ids`` (EOS, the generation config's, the end of turn).
+        backend: ``"hf"`` (a dynamic KV cache) or ``"static"`` (a preallocated static KV cache; on CUDA transformers
+            then compiles the decoding step with ``torch.compile``). Greedy outputs are the same.
 
     Returns:
         Per context, the generated ids up to and including the first stop token (no padding).
     """
     _check_contexts(contexts)
+    if backend not in BACKENDS:
+        raise ValueError(f"generation backend {backend!r}: expected one of {BACKENDS}")
     if not contexts:
         return []
     tok, lm = transmitter.tokenizer, transmitter.lm
@@ -54,7 +62,8 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
     with _eval_mode(lm), torch.no_grad():
         for start in range(0, len(contexts), step):
             ids, mask = pad_batch(contexts[start:start + step], kw["pad_token_id"], side="left")
-            out = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
+            extra = {"cache_implementation": "static"} if backend == "static" else {}
+            out = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw, **extra)
             results += _cut_at_stop(out[:, ids.size(1):].tolist(), stops)
     return results
 

@@ -68,7 +68,7 @@ class ModelEval:
 def play(model, pairs: Sequence[dict], formatter, *, dialogues_per_pair: int = 2, exchanges: int = 3,
          sampling: Sampling | None = None, partner=None, partner_sampling: Sampling | None = None,
          response_length: int = 32, seed: int = 0, batch_pairs: int = 8, reuse_kv_cache: bool = True,
-         progress: Callable[[int], None] | None = None) -> list[PlayedDialogue]:
+         generation_backend: str = "hf", progress: Callable[[int], None] | None = None) -> list[PlayedDialogue]:
     """``dialogues_per_pair`` self-play dialogues of ``exchanges`` A+B exchanges for every pair.
 
     Batch k of ``batch_pairs`` pairs is generated after ``torch.manual_seed(seed + k)``, so another model given the
@@ -81,7 +81,7 @@ def play(model, pairs: Sequence[dict], formatter, *, dialogues_per_pair: int = 2
         chunk = list(pairs[start:start + batch_pairs])
         env = SelfPlayEnv(chunk, formatter, None, pairs_per_step=len(chunk), rollouts_per_pair=dialogues_per_pair,
                           sampling_a=sampling, sampling_b=partner_sampling or sampling, response_length=response_length,
-                          partner=partner, seed=seed, reuse_kv_cache=reuse_kv_cache)
+                          partner=partner, seed=seed, reuse_kv_cache=reuse_kv_cache, generation_backend=generation_backend)
         torch.manual_seed(seed + k)
         batch = env.rollout(model, 0, exchanges)
         end = formatter.end_token_id

@@ -75,14 +75,16 @@ class SelfPlayEnv:
         seed, process_index, num_processes: which pairs each process takes at each step (deterministic).
         generate_fn: ``(model, contexts, **sampling) -> list[list[int]]``; default: ``models.generation``'s
             ``generate_with_cache`` with ``reuse_kv_cache``, else ``generate``.
-        reuse_kv_cache: reuse each speaker's KV cache across its turns (ignored with a custom ``generate_fn``).
+        reuse_kv_cache: reuse each speaker's KV cache across its turns (ignored with a custom ``generate_fn`` or
+            the ``static`` backend).
+        generation_backend: ``"hf"`` or ``"static"`` (``models.generation.generate``'s ``backend``).
     """
 
     def __init__(self, pairs: Sequence[dict], formatter, reward_fn: Callable | None = None, *, pairs_per_step: int = 4,
                  rollouts_per_pair: int = 6, sampling_a: Sampling | None = None, sampling_b: Sampling | None = None,
                  response_length: int = 32, stop_on_eos: bool = True, partner=None, train_partner_turns: bool = True,
                  use_first_utterance: bool = False, seed: int = 0, process_index: int = 0, num_processes: int = 1,
-                 generate_fn: Callable | None = None, reuse_kv_cache: bool = True):
+                 generate_fn: Callable | None = None, reuse_kv_cache: bool = True, generation_backend: str = "hf"):
         if not pairs:
             raise ValueError("self-play needs at least one persona pair")
         self.pairs = list(pairs)
@@ -95,7 +97,8 @@ class SelfPlayEnv:
         self.use_first_utterance = use_first_utterance
         self.seed, self.process_index, self.num_processes = seed, process_index, num_processes
         self.generate_fn = generate_fn
-        self.reuse_kv_cache = reuse_kv_cache and generate_fn is None
+        self.generation_backend = generation_backend
+        self.reuse_kv_cache = reuse_kv_cache and generate_fn is None and generation_backend == "hf"
 
     def pairs_for_step(self, step: int) -> list[dict]:
         """This process's pairs at ``step``: a fresh seeded shuffle per pass over the data, no state to save."""
@@ -148,7 +151,8 @@ class SelfPlayEnv:
             else:
                 from models.generation import generate
 
-                outs = (self.generate_fn or generate)(model, contexts, **kw)
+                outs = self.generate_fn(model, contexts, **kw) if self.generate_fn else \
+                    generate(model, contexts, backend=self.generation_backend, **kw)
             # a greedy turn is not a sample of the policy's distribution: it is never trained
             trainable = (speaker == "A" or (self.partner is None and self.train_partner_turns)) and s.do_sample
             for d, ctx, out in zip(dialogues, contexts, outs):

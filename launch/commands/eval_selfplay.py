@@ -80,7 +80,7 @@ def evaluate_model(name: str, cfg, pairs, pool, judges: Judges, partner, device:
     with tqdm(total=len(pairs), desc=f"self-play {label(name)}", unit="pair", file=sys.stderr) as bar:
         played = play(model, pairs, formatter, dialogues_per_pair=cfg.dialogues_per_pair, exchanges=cfg.exchanges,
                       sampling=sampling, partner=partner, response_length=cfg.max_new_tokens, seed=cfg.seed,
-                      batch_pairs=cfg.batch_pairs, progress=bar.update)
+                      batch_pairs=cfg.batch_pairs, generation_backend=cfg.generation_backend, progress=bar.update)
     play_s = time.perf_counter() - start
     start = time.perf_counter()
     ev = judge(display, played, judges, pool, seed=cfg.seed)

@@ -50,7 +50,7 @@ def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> Sel
         response_length=cfg.response_length, stop_on_eos=cfg.stop_token == "eos", partner=partner,
         train_partner_turns=cfg.train_partner_turns, use_first_utterance=cfg.use_first_utterance, seed=cfg.seed,
         process_index=accelerator.process_index, num_processes=accelerator.num_processes,
-        reuse_kv_cache=cfg.reuse_kv_cache,
+        reuse_kv_cache=cfg.reuse_kv_cache, generation_backend=cfg.generation_backend,
     )
 
 

@@ -106,3 +106,18 @@ def test_generation_stops_at_the_template_end_of_turn_and_the_configured_eos(sto
             w = t.lm.lm_head.weight
             w[[x, eot]] = w[[eot, x]]
         assert generate(t, [ctx], max_new_tokens=6) == [free[:2] + [eot]]
+
+
+def test_static_backend_gives_the_same_greedy_outputs():
+    from models.generation import generate
+    from tests.models.transmitter_fixtures import tiny_transmitter
+
+    t = tiny_transmitter(seed=6)
+    contexts = [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16]]
+    hf = generate(t, contexts, max_new_tokens=6)
+    static = generate(t, contexts, max_new_tokens=6, backend="static")
+    assert static == hf and all(len(r) > 0 for r in hf)
+    import pytest
+
+    with pytest.raises(ValueError, match="backend"):
+        generate(t, contexts, backend="vllm")
