@@ -52,41 +52,14 @@ class LMScorer:
             raise ValueError("the tokenizer has neither a BOS nor an EOS token to start an utterance with")
         return [start]
 
-    @torch.no_grad()
     def token_logprobs(self, prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """log p(targets[i][k] | prefixes[i], targets[i][:k]) as a (len(targets[i]),) CPU tensor per sample."""
         if len(prefixes) != len(targets):
             raise ValueError(f"{len(prefixes)} prefixes but {len(targets)} targets")
         if any(len(p) == 0 for p in prefixes):
             raise ValueError("every prefix needs at least one token (use LMScorer.start_ids)")
-        out: list[torch.Tensor] = [torch.empty(0)] * len(targets)
-        order = sorted(range(len(targets)), key=lambda i: len(prefixes[i]) + len(targets[i]))
-        device = _device(self.model)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with adapter_disabled(self.model, self.disable_adapter):
-                for start in range(0, len(order), self.batch_size):
-                    chunk = [i for i in order[start : start + self.batch_size] if len(targets[i]) > 0]
-                    if chunk:
-                        self._score_chunk(chunk, prefixes, targets, out, device, pad)
-        finally:
-            self.model.train(was_training)
-        return out
-
-    def _score_chunk(self, chunk, prefixes, targets, out, device, pad) -> None:
-        seqs = [list(prefixes[i]) + list(targets[i]) for i in chunk]
-        ids, mask = pad_batch(seqs, pad, side="left")  # (B, L): every target ends in the last column
-        keep = max(len(targets[i]) for i in chunk) + 1  # the last positions, whose logits predict the targets
-        kw = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids_from_mask(mask).to(device))
-        try:  # the LM head over `keep` positions only, not the whole (B, L, V) context
-            logits = self.model(**kw, logits_to_keep=keep).logits[:, -keep:]  # (B, keep, V)
-        except TypeError:  # a model without logits_to_keep
-            logits = self.model(**kw).logits[:, -keep:]
-        logps = selective_log_softmax(logits[:, :-1].float(), ids[:, 1 - keep:].to(device))  # (B, keep-1): log p(x_{t+1} | x_≤t)
-        for row, i in enumerate(chunk):
-            out[i] = logps[row, keep - 1 - len(targets[i]):].cpu()
+        spans = [[(len(p), len(p) + len(t))] for p, t in zip(prefixes, targets)]
+        return [row[0] for row in self.span_logprobs([list(p) + list(t) for p, t in zip(prefixes, targets)], spans)]
 
     @torch.no_grad()
     def span_logprobs(self, sequences: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]]
