@@ -3,7 +3,7 @@
 from rewards.base import Reward, RewardError, RewardFunc, as_text, as_texts, batch_normalize, reward_name
 from rewards.coherence import CoherenceReward
 from rewards.composite import Component, Composite, check_rewards
-from rewards.copying import copy_penalty, echo_penalty
+from rewards.copying import copy_penalty, echo_penalty, self_repeat_penalty
 from rewards.degeneration import degeneration, repeated_ngram_fraction
 from rewards.fluency import FluencyReward
 from rewards.persona import PersonaReward, discounted_future
@@ -22,6 +22,6 @@ from rewards.repetition import RepetitionReward
 __all__ = [
     "CoherenceReward", "Component", "Composite", "FluencyReward", "PersonaReward", "RepetitionReward", "Reward",
     "RewardError", "RewardFunc", "RewardSpec", "ScorerPool", "as_text", "as_texts", "batch_normalize",
-    "build_composite", "build_reward", "check_rewards", "copy_penalty", "degeneration", "echo_penalty", "discounted_future", "parse_reward_specs",
+    "build_composite", "build_reward", "check_rewards", "copy_penalty", "degeneration", "echo_penalty", "self_repeat_penalty", "discounted_future", "parse_reward_specs",
     "register_reward", "registered_rewards", "repeated_ngram_fraction", "reward_name", "resolve_callable",
 ]

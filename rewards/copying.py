@@ -1,8 +1,10 @@
-"""``copy`` and ``echo``: penalties for the two cheapest ways to please a persona reward (use negative weights).
+"""``copy``, ``echo`` and ``self_repeat``: penalties for the cheapest ways to please persona and fluency rewards
+(use negative weights).
 
-A policy pushed on the Receiver recites its persona sentences ("I have a dog named Max.") or repeats its
-partner's line; both score well on persona and fluency and make a poor conversation. Each penalty is graded:
-0 up to ``start`` overlap, rising linearly to 1 at a full copy, so naming a fact in one's own words costs nothing.
+A policy pushed on the Receiver recites its persona sentences ("I have a dog named Max."), repeats its partner's
+line, or (pushed on fluency given the history) says again what it said before: each scores well and makes a poor
+conversation. Each penalty is graded: 0 up to ``start`` overlap, rising linearly to 1 at a full copy, so naming a
+fact in one's own words, or answering on the same topic, costs nothing.
 """
 
 from __future__ import annotations
@@ -38,3 +40,14 @@ def echo_penalty(prompts, completions, history=None, start: float = 0.5, **kwarg
     if histories is None:
         raise ValueError("the echo penalty needs the kwarg 'history' (the dialogue so far)")
     return [ramp(token_f1(t, h[-1]), start) if h else 0.0 for t, h in zip(texts, histories)]
+
+
+@register_reward("self_repeat", weight=-1.0)
+def self_repeat_penalty(prompts, completions, history=None, start: float = 0.5, **kwargs) -> list[float]:
+    """ramp(max unigram F1 with the speaker's own earlier turns): every second entry of ``history``, from the end
+    back, starting with the second to last (the last is the partner's)."""
+    texts = as_texts(completions)
+    histories = column({"history": history}, "history", len(texts))
+    if histories is None:
+        raise ValueError("the self_repeat penalty needs the kwarg 'history' (the dialogue so far)")
+    return [max((ramp(token_f1(t, own), start) for own in h[-2::-2]), default=0.0) for t, h in zip(texts, histories)]

@@ -1,6 +1,6 @@
 import pytest
 
-from rewards import build_composite, build_reward, copy_penalty, echo_penalty
+from rewards import build_composite, build_reward, copy_penalty, echo_penalty, self_repeat_penalty
 from rewards.copying import ramp
 
 PERSONA = ["I have a dog named Max.", "I work as a nurse at the hospital.", "I am a girl."]
@@ -31,10 +31,21 @@ def test_echo_penalty_grades_repeating_the_partner():
 
 
 def test_copy_and_echo_are_registered_penalties():
-    for name in ("copy", "echo"):
+    for name in ("copy", "echo", "self_repeat"):
         _, weight = build_reward(name)
         assert weight == -1.0
     composite = build_composite([{"name": "copy", "args": {"start": 0.0}}, "echo"])
     total = composite(["p"], ["i have a dog named max"], persona=[PERSONA], history=[["i have a dog named max"]])
     assert total == [pytest.approx(-2.0)]
     assert composite.last_components == {"copy": [1.0], "echo": [1.0]}
+
+
+def test_self_repeat_penalty_looks_at_the_speakers_own_earlier_turns():
+    # history: A0, B0, A1, B1 -> the speaker now (A) said A0 and A1; B's lines do not count
+    history = ["i love hiking with my dogs", "cool, i like cats", "my dogs are huskies", "i have two cats too"]
+    out = self_repeat_penalty(["p"] * 3, ["i love hiking with my dogs", "i have two cats too", "where do you live?"],
+                              history=[history] * 3)
+    assert out == [1.0, 0.0, 0.0]
+    assert self_repeat_penalty(["p"], ["anything"], history=[["hi"]]) == [0.0]  # no own turn yet
+    _, weight = build_reward("self_repeat")
+    assert weight == -1.0
