@@ -27,6 +27,7 @@ from rl.evaluation import Judges, JudgeSettings, ModelEval, judge, play
 from rl.selfplay import Sampling
 
 RESULTS_FILE, TABLE_FILE, SAMPLES_FILE = "selfplay_results.json", "selfplay_table.md", "selfplay_samples.md"
+DIALOGUES_FILE = "selfplay_dialogues.jsonl"
 
 
 class LoadError(Exception):
@@ -130,7 +131,12 @@ def run_selfplay_eval(cfg) -> int:
     table = "\n\n".join(tables) + "\n" + "".join(f"\nSkipped: {s}" for s in skipped) + "\n"
     write_text_atomic(out / TABLE_FILE, table)
     write_text_atomic(out / SAMPLES_FILE, samples_markdown(evals, cfg.num_sample_dialogues))
+    write_text_atomic(out / DIALOGUES_FILE, "".join(
+        json.dumps({"model": ev.name, "dialogue_id": pd.dialogue.dialogue_id, "pair_id": pd.dialogue.pair_id,
+                    "persona_a": pd.dialogue.persona_a, "persona_b": pd.dialogue.persona_b, "speakers": pd.dialogue.speakers,
+                    "turns": pd.dialogue.turns, "cut_off": pd.cut_off, "judged": list(pd.judged)}) + "\n"
+        for ev in evals for pd in ev.dialogues))
     write_text_atomic(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
     print(table)
-    print(f"results: {out / RESULTS_FILE}, {out / TABLE_FILE}, {out / SAMPLES_FILE}")
+    print(f"results: {out / RESULTS_FILE}, {out / TABLE_FILE}, {out / SAMPLES_FILE}, {out / DIALOGUES_FILE}")
     return 0

@@ -54,6 +54,9 @@ def test_selfplay_eval_compares_two_models_with_every_judge(tiny_policy, tiny_re
         assert s["perceive_hits1"]["low"] <= s["perceive_hits1"]["value"] <= s["perceive_hits1"]["high"]
     assert "difference (95% CI)" in (out / "selfplay_table.md").read_text()
     assert "## Dialogue" in (out / "selfplay_samples.md").read_text()
+    dialogues = [json.loads(line) for line in (out / "selfplay_dialogues.jsonl").read_text().splitlines()]
+    assert len(dialogues) == 2 * 3 and {d["model"] for d in dialogues} == set(result["labels"])
+    assert all(len(d["turns"]) == len(d["speakers"]) == len(d["cut_off"]) == 2 for d in dialogues)
 
 
 def test_selfplay_eval_without_nli_says_it_skipped(tiny_policy, tiny_receiver_dir, tmp_path, capsys):
