@@ -113,6 +113,8 @@ class Receiver(PushToHubMixin, nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.encoder, self.tokenizer = encoder, tokenizer
+        if getattr(encoder, "pooler", None) is not None:  # mean pooling never reads BERT's pooler: freeze it, or
+            encoder.pooler.requires_grad_(False)          # DDP stops on parameters that get no gradient
         self.temperature, self.max_length, self.cache_size = float(temperature), max_length, cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.card = CardInfo()

@@ -29,6 +29,7 @@ from transformers import get_scheduler
 
 from models.atomic import recover_dir, replace_dir, write_text_atomic
 from models.jsonl_log import JsonlLog
+from models.loading import cpu_process_kwargs
 from models.receiver import Receiver, pad_personas, soft_persona_scores
 from models.tracking import resolve_report_to, tracker_config
 from models.train_state import load_rng_state, load_scheduler, save_rng_state, save_scheduler
@@ -204,8 +205,9 @@ class ReceiverTrainer:
         self.cfg, self.receiver = cfg, receiver
         self.train_rows, self.eval_rows = list(train_rows), list(eval_rows or [])
         self.out = Path(cfg.output_dir)
-        self.accelerator = Accelerator(cpu=cfg.use_cpu, log_with=resolve_report_to(cfg.report_to) or None,
-                                       project_dir=str(self.out))
+        kwargs = cpu_process_kwargs()  # several processes without CUDA: gloo DDP (or DeepSpeed over gloo)
+        kwargs["cpu"] = cfg.use_cpu or kwargs.get("cpu", False)
+        self.accelerator = Accelerator(log_with=resolve_report_to(cfg.report_to) or None, project_dir=str(self.out), **kwargs)
         set_seed(cfg.seed)
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         groups = [
@@ -336,13 +338,14 @@ class ReceiverTrainer:
                 self.save_checkpoint()
         bar.close()
         self.model.eval()
-        result = {"steps": self.step, "train_seconds": time.time() - started}
+        result = {"steps": self.step, "train_seconds": time.time() - started, "processes": acc.num_processes}
         if self.step > start:
             self.save_checkpoint()
         if self.eval_rows:
             result["final_eval"] = self.evaluate()
             self._log({"step": self.step, **{f"eval/{k}": v for k, v in result["final_eval"].items()}})
-        acc.end_training()
+        for tracker in acc.trackers:  # not end_training(): that also ends the process group save_model still needs
+            tracker.finish()
         return result
 
     def save_model(self, save_directory: str | os.PathLike) -> Path | None:

@@ -101,7 +101,7 @@ def train(trainer: PPOTrainer, env: SelfPlayEnv) -> dict[str, float]:
         generated = sum(len(r.response_ids) for r in batch.rollouts)  # this process's turns, both speakers
         stats.update({"time/rollout_s": t_rollout, "time/step_s": time.perf_counter() - t0,
                       "selfplay/exchanges": float(cfg.num_exchanges(step)),
-                      "selfplay/generated_tokens": float(generated), "selfplay/tokens_per_s": generated / t_rollout})
+                      "selfplay/generated_tokens": float(generated), "time/rollout_tokens_per_s": generated / t_rollout})
         trainer.policy.card.metrics = {k: v for k, v in stats.items() if not k.startswith("time/")}  # last step's
         # --- log / checkpoint ---
         if stats.get("guard/skipped_update"):

@@ -34,12 +34,15 @@ logger = logging.getLogger(__name__)
 
 def build_accelerator(config: PPOConfig, **kwargs) -> Accelerator:
     """An ``Accelerator`` for ``config``, logging to its ``report_to`` trackers (files under ``output_dir``); a
-    multi-process run without CUDA uses gloo (DeepSpeed on CPU needs it)."""
-    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
+    multi-process run without CUDA uses gloo (``models.loading.cpu_process_kwargs``)."""
+    from accelerate.utils import ProjectConfiguration
 
-    handlers = list(kwargs.pop("kwargs_handlers", []))
-    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    from models.loading import cpu_process_kwargs
+
+    cpu_kwargs = cpu_process_kwargs()
+    handlers = list(kwargs.pop("kwargs_handlers", [])) + cpu_kwargs.pop("kwargs_handlers", [])
+    for key, value in cpu_kwargs.items():
+        kwargs.setdefault(key, value)
     trackers = resolve_report_to(config.report_to)
     kwargs.setdefault("log_with", trackers or None)
     kwargs.setdefault("project_config", ProjectConfiguration(project_dir=config.output_dir,

@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(results, gains))
         report = {"results": results, "trained_minus_baseline": gains,
                   "train_dialogues": len(train_dialogues), "eval_dialogues": len(eval_dialogues),
-                  "train_rows": len(train_rows), "eval_rows": len(eval_rows), "steps": run["steps"],
+                  "train_rows": len(train_rows), "eval_rows": len(eval_rows), "steps": run["steps"], "processes": run["processes"],
                   "train_seconds": run["train_seconds"], "model_dir": str(out / "model")}
         write_text_atomic(out / METRICS_FILE, json.dumps(report, indent=2))
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.state.destroy_process_group()
     return 0

@@ -109,7 +109,7 @@ def test_receiver_trains_under_two_ddp_processes(tiny_model_dir, dialogue_file, 
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     metrics = json.loads((out / "receiver_metrics.json").read_text())
-    assert metrics["steps"] == 3 and set(metrics["results"]) == {"trained receiver"}
+    assert metrics["steps"] == 3 and metrics["processes"] == 2 and set(metrics["results"]) == {"trained receiver"}
     trained = Receiver.from_pretrained(out / "model").encoder.state_dict()
     start = Receiver.from_pretrained(tiny_model_dir).encoder.state_dict()
     assert any(not torch.equal(trained[k], start[k]) for k in start)
