@@ -17,6 +17,7 @@ from pathlib import Path
 from datasets import Dataset, load_from_disk
 
 from data_prep.schema import PersonaDialogue, other
+from models.atomic import fsync_tree
 
 CACHE_VERSION = "2"
 
@@ -42,6 +43,7 @@ def _cached(name: str, dialogues, params: dict, cache_dir, build: Callable[[], l
     ds = Dataset.from_list(build())
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     ds.save_to_disk(str(tmp))
+    fsync_tree(tmp)
     try:
         os.replace(tmp, path)
     except OSError:  # another process wrote the same cache entry first

@@ -69,5 +69,7 @@ def write_jsonl(dialogues: Iterable[PersonaDialogue], path: str | Path) -> int:
         for d in dialogues:
             f.write(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
             n += 1
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename makes it the file
     os.replace(tmp, path)
     return n

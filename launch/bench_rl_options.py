@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from models.atomic import write_text_atomic
+
 VARIANTS: dict[str, list[str]] = {
     "ppo (turn, gae, value head)": [],
     "ppo, speaker episodes": ["--episode_layout", "speaker"],
@@ -167,7 +169,7 @@ def run(argv: list[str] | None = None) -> int:
         if cfg.task == "p2" and cfg.eval_pairs:
             row.update(_judge(str(run_dir / f"checkpoint-{cfg.max_steps}" / "policy"), cfg, out, _slug(name)))
         results["variants"][name] = row
-        (out / "bench_options.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_text_atomic(out / "bench_options.json", json.dumps(results, indent=2) + "\n")
         print(f"{name}: {row}", flush=True)
     print(table(results))
     return 0

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from models.atomic import write_text_atomic
+
 
 @dataclass
 class BenchSelfPlayConfig:
@@ -278,9 +280,7 @@ def run(argv: list[str] | None = None) -> int:
             report["layouts"][str(n)] = runs
 
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "bench_selfplay.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out / "bench_selfplay.json")
+    write_text_atomic(out / "bench_selfplay.json", json.dumps(report, indent=2) + "\n")
     _print(report)
     print(f"results: {out / 'bench_selfplay.json'}")
     return 0

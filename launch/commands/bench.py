@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from models.atomic import write_text_atomic
+
 # name -> "module:function"; each function takes argv (list[str]) and returns an exit code
 BENCHMARKS: dict[str, str] = {
     "eval": "launch.commands.bench:bench_eval",
@@ -171,9 +173,7 @@ def bench_eval(argv: list[str] | None = None) -> int:
         process_max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "bench_eval.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out / "bench_eval.json")
+    write_text_atomic(out / "bench_eval.json", json.dumps(report, indent=2) + "\n")
     print(f"F1-eval throughput, {n} examples, {cfg.max_new_tokens} new tokens, {report['torch_threads']} threads, "
           f"mean context {report['mean_context_tokens']:.0f} tokens")
     print(f"{'method':<34} {'examples/s':>10} {'seconds':>8} {'F1':>6} {'peak RSS MB':>11}")
