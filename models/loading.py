@@ -59,20 +59,23 @@ def resolve_dtype(name: str | None):
     return getattr(torch, name)
 
 
-def cpu_process_kwargs() -> dict:
-    """``Accelerator`` kwargs for several launched processes (``WORLD_SIZE`` > 1) on a machine without CUDA.
+def with_cpu_processes(kwargs: dict) -> dict:
+    """``Accelerator`` kwargs, completed for several launched processes (``WORLD_SIZE`` > 1) without CUDA.
 
     accelerate only forms a gloo DDP group (``MULTI_CPU``) when told ``cpu=True``; without it every process of
     a torchrun launch believes it is alone and trains on its own. DeepSpeed must not get ``cpu=True`` (that drops
-    DeepSpeed): it gets the gloo backend named instead. Empty with CUDA or a single process."""
+    DeepSpeed): it gets the gloo backend named instead. Unchanged with CUDA or a single process."""
     import os
 
     import torch
 
+    kwargs = dict(kwargs)
     if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return {}
+        return kwargs
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         from accelerate.utils import InitProcessGroupKwargs
 
-        return {"kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
-    return {"cpu": True}
+        kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), InitProcessGroupKwargs(backend="gloo")]
+    else:
+        kwargs["cpu"] = True
+    return kwargs

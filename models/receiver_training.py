@@ -29,7 +29,7 @@ from transformers import get_scheduler
 
 from models.atomic import recover_dir, replace_dir, write_text_atomic
 from models.jsonl_log import JsonlLog
-from models.loading import cpu_process_kwargs
+from models.loading import with_cpu_processes
 from models.receiver import Receiver, pad_personas, soft_persona_scores
 from models.tracking import resolve_report_to, tracker_config
 from models.train_state import load_rng_state, load_scheduler, save_rng_state, save_scheduler
@@ -205,9 +205,8 @@ class ReceiverTrainer:
         self.cfg, self.receiver = cfg, receiver
         self.train_rows, self.eval_rows = list(train_rows), list(eval_rows or [])
         self.out = Path(cfg.output_dir)
-        kwargs = cpu_process_kwargs()  # several processes without CUDA: gloo DDP (or DeepSpeed over gloo)
-        kwargs["cpu"] = cfg.use_cpu or kwargs.get("cpu", False)
-        self.accelerator = Accelerator(log_with=resolve_report_to(cfg.report_to) or None, project_dir=str(self.out), **kwargs)
+        self.accelerator = Accelerator(**with_cpu_processes(dict(  # several processes without CUDA: gloo
+            cpu=cfg.use_cpu, log_with=resolve_report_to(cfg.report_to) or None, project_dir=str(self.out))))
         set_seed(cfg.seed)
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         groups = [

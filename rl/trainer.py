@@ -34,20 +34,16 @@ logger = logging.getLogger(__name__)
 
 def build_accelerator(config: PPOConfig, **kwargs) -> Accelerator:
     """An ``Accelerator`` for ``config``, logging to its ``report_to`` trackers (files under ``output_dir``); a
-    multi-process run without CUDA uses gloo (``models.loading.cpu_process_kwargs``)."""
+    multi-process run without CUDA uses gloo (``models.loading.with_cpu_processes``)."""
     from accelerate.utils import ProjectConfiguration
 
-    from models.loading import cpu_process_kwargs
+    from models.loading import with_cpu_processes
 
-    cpu_kwargs = cpu_process_kwargs()
-    handlers = list(kwargs.pop("kwargs_handlers", [])) + cpu_kwargs.pop("kwargs_handlers", [])
-    for key, value in cpu_kwargs.items():
-        kwargs.setdefault(key, value)
     trackers = resolve_report_to(config.report_to)
     kwargs.setdefault("log_with", trackers or None)
     kwargs.setdefault("project_config", ProjectConfiguration(project_dir=config.output_dir,
                                                              logging_dir=os.path.join(config.output_dir, "tracking")))
-    return Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps, kwargs_handlers=handlers, **kwargs)
+    return Accelerator(**with_cpu_processes(dict(kwargs, gradient_accumulation_steps=config.gradient_accumulation_steps)))
 
 
 def is_deepspeed(accelerator: Accelerator) -> bool:
