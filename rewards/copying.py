@@ -4,7 +4,9 @@
 A policy pushed on the Receiver recites its persona sentences ("I have a dog named Max."), repeats its partner's
 line, or (pushed on fluency given the history) says again what it said before: each scores well and makes a poor
 conversation. Each penalty is graded: 0 up to ``start`` overlap, rising linearly to 1 at a full copy, so naming a
-fact in one's own words, or answering on the same topic, costs nothing.
+fact in one's own words, or answering on the same topic, costs nothing. ``copy`` can also be a step
+(``shape: step``): 1 from ``start`` on, 0 below, so that a near-paraphrase costs nothing and a restated sentence
+costs the full weight (a ramp steep enough to stop copies also taxes every partial mention; README, "Reward hacks").
 """
 
 from __future__ import annotations
@@ -14,22 +16,36 @@ from rewards.base import as_texts, column
 from rewards.registry import register_reward
 
 
+SHAPES = ("ramp", "step")
+
+
 def ramp(x: float, start: float) -> float:
     """0 for x ≤ start, then linear to 1 at x = 1."""
     return 0.0 if x <= start else (x - start) / (1.0 - start)
 
 
+def step(x: float, start: float) -> float:
+    """0 for x < start, 1 from start on."""
+    return 1.0 if x >= start else 0.0
+
+
 @register_reward("copy", weight=-1.0)
-def copy_penalty(prompts, completions, persona=None, start: float = 0.5, min_words: int = 2, **kwargs) -> list[float]:
-    """ramp(max_j recall of persona sentence j's content words in the utterance) over the speaker's own persona.
+def copy_penalty(prompts, completions, persona=None, start: float = 0.5, min_words: int = 2, shape: str = "ramp",
+                 **kwargs) -> list[float]:
+    """shape(max_j recall of persona sentence j's content words in the utterance) over the speaker's own persona,
+    ``shape`` being ``ramp`` (graded from ``start``) or ``step`` (1 from ``start`` on: the eval's copy rate counts
+    recall ≥ 0.8).
 
     Needs the kwarg ``persona``; sentences with fewer than ``min_words`` content words are ignored.
     """
+    if shape not in SHAPES:
+        raise ValueError(f"copy penalty: shape={shape!r}, expected one of {SHAPES}")
+    grade = ramp if shape == "ramp" else step
     texts = as_texts(completions)
     personas = column({"persona": persona}, "persona", len(texts))
     if personas is None:
         raise ValueError("the copy penalty needs the kwarg 'persona' (the speaker's persona sentences)")
-    return [ramp(max_content_recall(t, p, min_words), start) for t, p in zip(texts, personas)]
+    return [grade(max_content_recall(t, p, min_words), start) for t, p in zip(texts, personas)]
 
 
 @register_reward("echo", weight=-1.0)

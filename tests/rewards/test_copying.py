@@ -21,6 +21,16 @@ def test_copy_penalty_grades_persona_copying():
         copy_penalty(["p"], ["x"])
 
 
+def test_copy_penalty_step_charges_only_what_the_eval_counts_as_a_copy():
+    texts = ["i have a dog named max", "my dog max is great", "my dog is great", "hello"]
+    out = copy_penalty(["p"] * 4, texts, persona=[PERSONA] * 4, start=0.6, shape="step")
+    # recall 1 and 2/3 are at or above 0.6 -> 1; 1/3 and 0 -> 0 (a ramp from 0.6 would give 1, 1/6, 0, 0)
+    assert out == [1.0, 1.0, 0.0, 0.0]
+    assert copy_penalty(["p"], [texts[1]], persona=[PERSONA], start=0.7, shape="step") == [0.0]
+    with pytest.raises(ValueError, match="shape"):
+        copy_penalty(["p"], ["x"], persona=[PERSONA], shape="cliff")
+
+
 def test_echo_penalty_grades_repeating_the_partner():
     history = [["hello"], ["hi", "i love hiking with my dogs"], []]
     out = echo_penalty(["p"] * 3, ["hello", "i love hiking with my dogs", "hello"], history=history)
