@@ -15,7 +15,6 @@ from models.text_metrics import max_content_recall, token_f1
 from rewards.base import as_texts, column
 from rewards.registry import register_reward
 
-
 SHAPES = ("ramp", "step")
 
 
