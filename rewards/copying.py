@@ -15,8 +15,6 @@ from models.text_metrics import max_content_recall, token_f1
 from rewards.base import as_texts, column
 from rewards.registry import register_reward
 
-SHAPES = ("ramp", "step")
-
 
 def ramp(x: float, start: float) -> float:
     """0 for x ≤ start, then linear to 1 at x = 1."""
@@ -26,6 +24,9 @@ def ramp(x: float, start: float) -> float:
 def step(x: float, start: float) -> float:
     """0 for x < start, 1 from start on."""
     return 1.0 if x >= start else 0.0
+
+
+SHAPES = {"ramp": ramp, "step": step}
 
 
 @register_reward("copy", weight=-1.0)
@@ -38,8 +39,8 @@ def copy_penalty(prompts, completions, persona=None, start: float = 0.5, min_wor
     Needs the kwarg ``persona``; sentences with fewer than ``min_words`` content words are ignored.
     """
     if shape not in SHAPES:
-        raise ValueError(f"copy penalty: shape={shape!r}, expected one of {SHAPES}")
-    grade = ramp if shape == "ramp" else step
+        raise ValueError(f"copy penalty: shape={shape!r}, expected one of {tuple(SHAPES)}")
+    grade = SHAPES[shape]
     texts = as_texts(completions)
     personas = column({"persona": persona}, "persona", len(texts))
     if personas is None:
