@@ -3,9 +3,9 @@
 
 A policy pushed on the Receiver recites its persona sentences ("I have a dog named Max."), repeats its partner's
 line, or (pushed on fluency given the history) says again what it said before: each scores well and makes a poor
-conversation. Each penalty is graded: 0 up to ``start`` overlap, rising linearly to 1 at a full copy, so naming a
-fact in one's own words, or answering on the same topic, costs nothing. ``copy`` can also be a step
-(``shape: step``): 1 from ``start`` on, 0 below, so that a near-paraphrase costs nothing and a restated sentence
+conversation. Each penalty is graded by default (``shape: ramp``): 0 up to ``start`` overlap, rising linearly to 1 at
+a full copy, so naming a fact in one's own words, or answering on the same topic, costs nothing. Each can also be a
+step (``shape: step``): 1 from ``start`` on, 0 below, so that a near-paraphrase costs nothing and a restated line
 costs the full weight (a ramp steep enough to stop copies also taxes every partial mention; README, "Reward hacks").
 """
 
@@ -29,6 +29,12 @@ def step(x: float, start: float) -> float:
 SHAPES = {"ramp": ramp, "step": step}
 
 
+def _shape(penalty: str, shape: str):
+    if shape not in SHAPES:
+        raise ValueError(f"{penalty} penalty: shape={shape!r}, expected one of {tuple(SHAPES)}")
+    return SHAPES[shape]
+
+
 @register_reward("copy", weight=-1.0)
 def copy_penalty(prompts, completions, persona=None, start: float = 0.5, min_words: int = 2, shape: str = "ramp",
                  **kwargs) -> list[float]:
@@ -38,9 +44,7 @@ def copy_penalty(prompts, completions, persona=None, start: float = 0.5, min_wor
 
     Needs the kwarg ``persona``; sentences with fewer than ``min_words`` content words are ignored.
     """
-    if shape not in SHAPES:
-        raise ValueError(f"copy penalty: shape={shape!r}, expected one of {tuple(SHAPES)}")
-    grade = SHAPES[shape]
+    grade = _shape("copy", shape)
     texts = as_texts(completions)
     personas = column({"persona": persona}, "persona", len(texts))
     if personas is None:
@@ -49,21 +53,25 @@ def copy_penalty(prompts, completions, persona=None, start: float = 0.5, min_wor
 
 
 @register_reward("echo", weight=-1.0)
-def echo_penalty(prompts, completions, history=None, start: float = 0.5, **kwargs) -> list[float]:
-    """ramp(unigram F1 with the partner's last line), the last entry of the kwarg ``history`` (0 on an empty history)."""
+def echo_penalty(prompts, completions, history=None, start: float = 0.5, shape: str = "ramp", **kwargs) -> list[float]:
+    """shape(unigram F1 with the partner's last line), the last entry of the kwarg ``history`` (0 on an empty
+    history)."""
+    grade = _shape("echo", shape)
     texts = as_texts(completions)
     histories = column({"history": history}, "history", len(texts))
     if histories is None:
         raise ValueError("the echo penalty needs the kwarg 'history' (the dialogue so far)")
-    return [ramp(token_f1(t, h[-1]), start) if h else 0.0 for t, h in zip(texts, histories)]
+    return [grade(token_f1(t, h[-1]), start) if h else 0.0 for t, h in zip(texts, histories)]
 
 
 @register_reward("self_repeat", weight=-1.0)
-def self_repeat_penalty(prompts, completions, history=None, start: float = 0.5, **kwargs) -> list[float]:
-    """ramp(max unigram F1 with the speaker's own earlier turns): every second entry of ``history``, from the end
+def self_repeat_penalty(prompts, completions, history=None, start: float = 0.5, shape: str = "ramp",
+                        **kwargs) -> list[float]:
+    """shape(max unigram F1 with the speaker's own earlier turns): every second entry of ``history``, from the end
     back, starting with the second to last (the last is the partner's)."""
+    grade = _shape("self_repeat", shape)
     texts = as_texts(completions)
     histories = column({"history": history}, "history", len(texts))
     if histories is None:
         raise ValueError("the self_repeat penalty needs the kwarg 'history' (the dialogue so far)")
-    return [max((ramp(token_f1(t, own), start) for own in h[-2::-2]), default=0.0) for t, h in zip(texts, histories)]
+    return [max((grade(token_f1(t, own), start) for own in h[-2::-2]), default=0.0) for t, h in zip(texts, histories)]

@@ -59,3 +59,16 @@ def test_self_repeat_penalty_looks_at_the_speakers_own_earlier_turns():
     assert self_repeat_penalty(["p"], ["anything"], history=[["hi"]]) == [0.0]  # no own turn yet
     _, weight = build_reward("self_repeat")
     assert weight == -1.0
+
+
+def test_echo_and_self_repeat_take_the_step_shape_too():
+    # "what do you like to do" vs "what do you like to do for fun": precision 1, recall 6/8 -> F1 = 6/7
+    history = ["what do you like to do for fun?", "i hike"]
+    line = ["what do you like to do?"]
+    assert self_repeat_penalty(["p"], line, history=[history]) == pytest.approx([(6 / 7 - 0.5) / 0.5])
+    assert self_repeat_penalty(["p"], line, history=[history], start=0.8, shape="step") == [1.0]
+    assert self_repeat_penalty(["p"], line, history=[history], start=0.9, shape="step") == [0.0]
+    assert echo_penalty(["p"], line, history=[history[:1]], start=0.8, shape="step") == [1.0]
+    for penalty in (echo_penalty, self_repeat_penalty):
+        with pytest.raises(ValueError, match="shape"):
+            penalty(["p"], line, history=[history], shape="cliff")
