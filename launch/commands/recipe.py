@@ -4,8 +4,10 @@ The recipe file names the data and how many of its first dialogues are held out,
 stage (``sft``, ``receiver``, ``rl``, ``eval``: the options of that ``p2bot`` command). The recipe wires the stages
 together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the evaluation
 uses only their persona pairs. A stage whose output is complete is skipped, so an interrupted recipe continues
-where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. Writes
-``<output_dir>/<stage>.yaml`` (each stage's config), the stages' folders, and ``report.md`` / ``recipe.json``.
+where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. ``--parallel`` runs SFT and
+the Receiver (independent of each other) side by side as two processes, each with half the CPU threads, their output
+in ``<output_dir>/sft.log`` and ``receiver.log``. Writes ``<output_dir>/<stage>.yaml`` (each stage's config), the
+stages' folders, and ``report.md`` / ``recipe.json`` (seconds per stage, and wall-clock seconds per step of the run).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 import yaml
 
 STAGES = ("sft", "receiver", "rl", "eval")
+SIDE_BY_SIDE = ("sft", "receiver")  # independent of each other: --parallel runs them as two processes
 MODULES = {s: f"launch.commands.{s}" for s in STAGES}
 TOP_KEYS = {"output_dir", "data", "heldout_dialogues", "seed", *STAGES}
 OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"}, "eval": {"seed"}}
@@ -92,13 +96,46 @@ def done(stage: str, out: Path, configs: dict[str, dict]) -> bool:
     return (out / "eval" / "selfplay_results.json").is_file()
 
 
-def run_stage(stage: str, config: dict, out: Path) -> None:
+def _write_config(stage: str, config: dict, out: Path) -> Path:
     path = out / f"{stage}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=True))
+    return path
+
+
+def run_stage(stage: str, config: dict, out: Path) -> None:
+    path = _write_config(stage, config, out)
     print(f"\n=== [recipe] {stage}: p2bot {stage} --config {path}", flush=True)
     rc = importlib.import_module(MODULES[stage]).main(["--config", str(path)])
     if rc not in (0, None):
         raise RecipeError(f"stage {stage!r} failed with exit code {rc}")
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_side_by_side(stages: list[str], configs: dict[str, dict], out: Path) -> tuple[dict[str, float], list[str]]:
+    """Run ``stages`` as concurrent ``p2bot <stage>`` processes, each with an equal share of the CPU threads and its
+    output in ``<out>/<stage>.log``; wait for all (a failed one does not stop the others, whose output a rerun
+    keeps). Returns the seconds of each stage that succeeded, and one error message per failed stage."""
+    threads = str(max(1, _cpu_count() // len(stages)))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+    procs, seconds, failed = {}, {}, []
+    for stage in stages:
+        path, log = _write_config(stage, configs[stage], out), out / f"{stage}.log"
+        print(f"=== [recipe] {stage}: p2bot {stage} --config {path}  ({threads} threads, output in {log})", flush=True)
+        with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+            procs[stage] = (subprocess.Popen([sys.executable, "-m", "launch.cli", stage, "--config", str(path)],
+                                             stdout=handle, stderr=subprocess.STDOUT, env=env), time.time())
+    for stage, (proc, start) in procs.items():
+        rc, log = proc.wait(), out / f"{stage}.log"
+        print(f"=== [recipe] {stage}: exit code {rc} after {(time.time() - start) / 60:.1f} min", flush=True)
+        if rc == 0:
+            seconds[stage] = round(time.time() - start, 1)
+        else:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            failed.append(f"stage {stage!r} failed with exit code {rc}; last lines of {log}:\n  " + "\n  ".join(tail))
+    return seconds, failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", help="overrides the recipe's output_dir")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of sft,receiver,rl,eval")
     parser.add_argument("--force", action="store_true", help="rerun stages whose output is already complete")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run SFT and the Receiver side by side (two processes, half the CPU threads each)")
     args = parser.parse_args(argv)
     try:
         recipe = load_recipe(args.config)
@@ -117,23 +156,50 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.output_dir or recipe.get("output_dir", "runs/recipe"))
         out.mkdir(parents=True, exist_ok=True)
         timings_file = out / "recipe.json"
-        timings = json.loads(timings_file.read_text()).get("seconds", {}) if timings_file.is_file() else {}
+        saved = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+        timings, wall = saved.get("seconds", {}), saved.get("wall_seconds", {})
+
+        def record() -> None:
+            timings_file.write_text(json.dumps({"config": str(args.config), "seconds": timings, "wall_seconds": wall},
+                                               indent=2) + "\n")
+
+        side_by_side_done: set[str] = set()
         for stage in stages:
+            if stage in side_by_side_done:
+                continue
             configs = stage_configs(recipe, out)  # after each stage: RL's resume point may have appeared
             if done(stage, out, configs) and not args.force:
                 print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
                 continue
+            together = [s for s in SIDE_BY_SIDE if s in stages and (args.force or not done(s, out, configs))]
             start = time.time()
-            run_stage(stage, configs[stage], out)
-            timings[stage] = round(time.time() - start, 1)
-            timings_file.write_text(json.dumps({"config": str(args.config), "seconds": timings}, indent=2) + "\n")
+            failed = []
+            if not (args.parallel and stage in together and len(together) > 1):
+                together = [stage]
+            if len(together) > 1:
+                seconds, failed = run_side_by_side(together, configs, out)
+                timings.update(seconds)
+                side_by_side_done.update(together)
+                ran = list(seconds)  # a failed stage's time is not kept: its rerun records it
+            else:
+                run_stage(stage, configs[stage], out)
+                ran = [stage]
+                timings[stage] = round(time.time() - start, 1)
+            for key in [k for k in wall if set(k.split("+")) & set(together)]:  # a rerun replaces its old record
+                del wall[key]
+            if ran:
+                wall["+".join(ran)] = round(time.time() - start, 1)
+            record()
+            if failed:
+                raise RecipeError("\n".join(failed))
     except RecipeError as err:
         print(f"p2bot recipe: error: {err}", file=sys.stderr)
         return 1
     table = out / "eval" / "selfplay_table.md"
     if table.is_file():
-        total = sum(timings.values())
-        report = (f"# {Path(args.config).name}\n\nStage times (s): {timings} (total {total / 60:.1f} min)\n\n"
+        total = sum(wall.values())
+        report = (f"# {Path(args.config).name}\n\nStage times (s): {timings}; wall clock (s): {wall} "
+                  f"(total {total / 60:.1f} min)\n\n"
                   + table.read_text())
         (out / "report.md").write_text(report)
         print(f"\n=== [recipe] report: {out / 'report.md'}")

@@ -83,3 +83,29 @@ def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
         path = tmp_path / f"{stage}.yaml"
         path.write_text(yaml.safe_dump(configs[stage]))
         parse_configs(types, ["--config", str(path)], prog=stage)
+
+
+def test_parallel_runs_sft_and_receiver_side_by_side_and_a_failure_keeps_the_other(tiny_receiver_dir, tmp_path,
+                                                                                    capsys):
+    policy = build_tiny_model_dir(tmp_path / "policy", load_smollm2_tokenizer())
+    out = tmp_path / "run"
+    recipe = tiny_recipe(policy, tiny_receiver_dir, out)
+    recipe["receiver"]["model_name_or_path"] = str(tmp_path / "no-such-receiver")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    argv = ["recipe", "--config", str(path), "--stages", "sft,receiver", "--parallel"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "stage 'receiver' failed" in err and str(out / "receiver.log") in err and "stage 'sft'" not in err
+    assert (out / "sft" / "model" / "p2bot_transmitter.json").is_file()  # the other stage finished and is kept
+    assert "no-such-receiver" in (out / "receiver.log").read_text()
+    saved = json.loads((out / "recipe.json").read_text())
+    assert set(saved["seconds"]) == {"sft"} and set(saved["wall_seconds"]) == {"sft"}
+
+    recipe["receiver"]["model_name_or_path"] = str(tiny_receiver_dir)
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(argv + ["--force"]) == 0  # both again, side by side
+    assert (out / "receiver" / "model" / "p2bot_receiver.json").is_file()
+    saved = json.loads((out / "recipe.json").read_text())
+    assert set(saved["seconds"]) == {"sft", "receiver"} and set(saved["wall_seconds"]) == {"sft+receiver"}
+    assert saved["wall_seconds"]["sft+receiver"] < saved["seconds"]["sft"] + saved["seconds"]["receiver"]
