@@ -43,6 +43,7 @@ with open(f"{out}/gpu_table.md", "a") as f:
 PY
 }
 rl smol_full_hf hf bfloat16 --model_name_or_path /tmp/smol --max_steps 4 --num_ppo_epochs 2 --gradient_accumulation_steps 4
+T=100 rl smol_full_continuous continuous bfloat16 --model_name_or_path /tmp/smol --max_steps 4 --num_ppo_epochs 2 --gradient_accumulation_steps 4
 rl smol_full_static static bfloat16 --model_name_or_path /tmp/smol --max_steps 4 --num_ppo_epochs 2 --gradient_accumulation_steps 4
 rl smol_lora_hf hf bfloat16 --model_name_or_path /tmp/smol --use_peft true --max_steps 4 --num_ppo_epochs 2 --gradient_accumulation_steps 4
 T=180 rl smol17_lora_hf hf bfloat16 --model_name_or_path /tmp/smol17 --use_peft true --max_steps 3 --num_ppo_epochs 1 \

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -25,7 +26,8 @@ def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
-BACKENDS = ("hf", "static")
+BACKENDS = ("hf", "static", "continuous")
+CB_PAGE_TOKENS = 32  # KV-cache page of the continuous backend; short dialogue turns waste little of a small page
 
 
 def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: int = 32, do_sample: bool = False,
@@ -43,8 +45,10 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
         num_beams: beam search width (``do_sample=False``).
         batch_size: contexts per ``generate`` call (``None``: all at once).
         eos_token_id: stop token(s); default ``stop_token_ids`` (EOS, the generation config's, the end of turn).
-        backend: ``"hf"`` (a dynamic KV cache) or ``"static"`` (a preallocated static KV cache; on CUDA transformers
-            then compiles the decoding step with ``torch.compile``). Greedy outputs are the same.
+        backend: ``"hf"`` (a dynamic KV cache), ``"static"`` (a preallocated static KV cache; on CUDA transformers
+            then compiles the decoding step with ``torch.compile``) or ``"continuous"`` (transformers' continuous
+            batching, ``generate_batch``: a paged KV cache sized to these contexts, finished rows replaced by waiting
+            ones, CUDA graphs on a GPU; ``batch_size`` is ignored, no beam search). Greedy outputs are the same.
 
     Returns:
         Per context, the generated ids up to and including the first stop token (no padding).
@@ -57,6 +61,9 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
     tok, lm = transmitter.tokenizer, transmitter.lm
     kw, stops = _generate_kwargs(tok, lm, max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, eos_token_id)
     device = next(lm.parameters()).device
+    if backend == "continuous":
+        with _eval_mode(lm), torch.no_grad():
+            return _cut_at_stop(_generate_continuous(lm, contexts, kw, device), stops)
     step = batch_size or len(contexts)
     results: list[list[int]] = []
     with _eval_mode(lm), torch.no_grad():
@@ -100,6 +107,28 @@ def generate_with_cache(transmitter, contexts: Sequence[Sequence[int]], caches: 
     new = out.sequences[:, ids.size(1):]
     responses = _cut_at_stop(new.tolist(), stops)
     return responses, split_rows(getattr(out, "cache", None), ids, mask, responses, new.size(1))
+
+
+def _generate_continuous(lm, contexts: Sequence[Sequence[int]], kw: dict, device: torch.device) -> list[list[int]]:
+    """transformers' ``generate_batch`` with a paged cache sized to the request (not to the free memory, which
+    during RL belongs to training); sampling seeded from torch's generator, so a seeded run repeats."""
+    from transformers import ContinuousBatchingConfig, GenerationConfig
+
+    if kw["num_beams"] > 1:
+        raise ValueError("the continuous generation backend does not do beam search (num_beams > 1): use hf")
+    gen = GenerationConfig(**{k: kw[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p",
+                                                 "eos_token_id", "pad_token_id") if kw.get(k) is not None})
+    pages = sum(math.ceil((len(c) + kw["max_new_tokens"]) / CB_PAGE_TOKENS) for c in contexts)
+    cb = ContinuousBatchingConfig(page_size=CB_PAGE_TOKENS, num_blocks=pages + len(contexts),
+                                  max_batch_tokens=max(256, min(8192, sum(len(c) for c in contexts))),
+                                  seed=int(torch.randint(0, 2**31 - 1, ())))
+    out = lm.generate_batch([list(c) for c in contexts], generation_config=gen, continuous_batching_config=cb,
+                            warmup=device.type == "cuda")
+    failed = [r.error for r in out.values() if r.error is not None]
+    if len(out) != len(contexts) or failed:
+        raise RuntimeError(f"continuous batching returned {len(out)} of {len(contexts)} responses"
+                           + (f"; first error: {failed[0]}" if failed else ""))
+    return [list(r.generated_tokens) for r in out.values()]  # in the order of the inputs
 
 
 def _check_contexts(contexts: Sequence[Sequence[int]]) -> None:

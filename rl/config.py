@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from models.generation import BACKENDS
 from models.tracking import resolve_report_to
 
 ALGOS = ("ppo", "reinforce", "rloo", "grpo")
@@ -132,8 +133,9 @@ class PPOConfig:
         default=True, metadata={"help": "also train on B's turns when the policy plays B (partner: self)"}
     )
     generation_backend: str = field(default="hf", metadata={
-        "help": "hf (dynamic KV cache, reused across a speaker's turns) or static (static KV cache; torch.compile on "
-                "CUDA; no cross-turn reuse)"})
+        "help": "hf (dynamic KV cache, reused across a speaker's turns), static (static KV cache; torch.compile on "
+                "CUDA) or continuous (transformers' continuous batching: paged KV cache, CUDA graphs on a GPU); the "
+                "last two re-encode each prompt (no cross-turn reuse)"})
     reuse_kv_cache: bool = field(default=True, metadata={
         "help": "a speaker's next turn reuses the KV cache of its previous prompt and response (only the new tokens "
                 "are encoded); models whose cache is not plain full attention fall back to a full prefill"})
@@ -170,7 +172,7 @@ class PPOConfig:
             raise ValueError(f"kl_coef={self.kl_coef}: must be non-negative")
         if self.adaptive_kl and (self.target_kl <= 0 or self.kl_horizon < 1):
             raise ValueError(f"adaptive_kl needs target_kl > 0 and kl_horizon >= 1 (got {self.target_kl}, {self.kl_horizon})")
-        for name, allowed in (("generation_backend", ("hf", "static")), ("episode_layout", EPISODE_LAYOUTS), ("advantage_estimator", ADVANTAGE_ESTIMATORS),
+        for name, allowed in (("generation_backend", BACKENDS), ("episode_layout", EPISODE_LAYOUTS), ("advantage_estimator", ADVANTAGE_ESTIMATORS),
                               ("reinforce_baseline", ("mean", "loo"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {allowed}")

@@ -23,6 +23,7 @@ from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, require_inputs
 from models.atomic import write_text_atomic
 from models.evaluation import build_eval_examples, evaluate_transmitter
+from models.generation import BACKENDS
 from models.loading import resolve_device, resolve_dtype
 from models.prompt import PromptFormatter
 from models.transmitter import Transmitter
@@ -81,8 +82,9 @@ class EvalConfig:
     num_persona_candidates: int = field(default=20, metadata={"help": "--selfplay: own persona + distractors"})
     bootstrap_samples: int = field(default=2000, metadata={"help": "--selfplay: bootstrap resamples"})
     batch_pairs: int = field(default=8, metadata={"help": "--selfplay: persona pairs generated together"})
-    generation_backend: str = field(default="hf", metadata={"help": "--selfplay: hf or static (static KV cache; "
-                                                                    "torch.compile on CUDA)"})
+    generation_backend: str = field(default="hf", metadata={"help": "--selfplay: hf, static (static KV cache; "
+                                                                    "torch.compile on CUDA) or continuous (continuous "
+                                                                    "batching, paged KV cache)"})
     num_sample_dialogues: int = field(default=4, metadata={"help": "--selfplay: dialogues written to the samples file"})
 
     def __post_init__(self):
@@ -95,8 +97,8 @@ class EvalConfig:
                     raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
             if self.num_beams > 1:
                 raise ValueError("--selfplay does not support beam search (num_beams > 1)")
-            if self.generation_backend not in ("hf", "static"):
-                raise ValueError(f"generation_backend={self.generation_backend!r}: expected hf or static")
+            if self.generation_backend not in BACKENDS:
+                raise ValueError(f"generation_backend={self.generation_backend!r}: expected one of {BACKENDS}")
             if self.judge_aggregate not in ("mean", "max"):
                 raise ValueError(f"judge_aggregate={self.judge_aggregate!r}: expected mean or max")
             if self.judge_context not in ("persona_history", "history", "none"):

@@ -108,16 +108,34 @@ def test_generation_stops_at_the_template_end_of_turn_and_the_configured_eos(sto
         assert generate(t, [ctx], max_new_tokens=6) == [free[:2] + [eot]]
 
 
-def test_static_backend_gives_the_same_greedy_outputs():
+@pytest.mark.parametrize("backend", ["static", "continuous"])
+def test_other_backends_give_the_same_greedy_outputs_and_stops(backend):
     from models.generation import generate
     from tests.models.transmitter_fixtures import tiny_transmitter
 
     t = tiny_transmitter(seed=6)
     contexts = [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16]]
     hf = generate(t, contexts, max_new_tokens=6)
-    static = generate(t, contexts, max_new_tokens=6, backend="static")
-    assert static == hf and all(len(r) > 0 for r in hf)
-    import pytest
-
+    other = generate(t, contexts, max_new_tokens=6, backend=backend)
+    assert other == hf and all(len(r) == 6 for r in hf)
+    stop = hf[1][2]  # row 1 now ends at its third token, included; the others where (if) they say it
+    hf_stop = generate(t, contexts, max_new_tokens=6, eos_token_id=stop)
+    assert hf_stop[1] == hf[1][:3]
+    assert generate(t, contexts, max_new_tokens=6, eos_token_id=stop, backend=backend) == hf_stop
     with pytest.raises(ValueError, match="backend"):
         generate(t, contexts, backend="vllm")
+
+
+def test_continuous_backend_samples_reproducibly_under_a_torch_seed():
+    from models.generation import generate
+    from tests.models.transmitter_fixtures import tiny_transmitter
+
+    t = tiny_transmitter(seed=6)
+    contexts = [[5, 6, 7, 8], [9, 10]]
+    draws = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        draws.append(generate(t, contexts, max_new_tokens=8, do_sample=True, backend="continuous"))
+    assert draws[0] == draws[1] and draws[0] != draws[2]
+    with pytest.raises(ValueError, match="beam"):
+        generate(t, contexts, num_beams=2, backend="continuous")

@@ -157,10 +157,11 @@ def test_kv_cache_reuse_changes_no_token_and_encodes_less(tiny_model_dir, format
     assert all(w < p for w, p in zip(widths[True][2:], widths[False][2:])), widths
 
 
-def test_static_generation_backend_plays_the_same_greedy_dialogues(policy, formatter):
+@pytest.mark.parametrize("backend", ["static", "continuous"])
+def test_other_generation_backends_play_the_same_greedy_dialogues(policy, formatter, backend):
     kw = dict(pairs_per_step=2, rollouts_per_pair=1, response_length=5, sampling_a=Sampling(False),
               sampling_b=Sampling(False))
     hf = SelfPlayEnv(PAIRS, formatter, **kw).rollout(policy, step=0, num_exchanges=2)
-    static = SelfPlayEnv(PAIRS, formatter, generation_backend="static", **kw).rollout(policy, step=0, num_exchanges=2)
-    assert [d.turns for d in static.dialogues] == [d.turns for d in hf.dialogues]
-    assert [r.response_ids for r in static.rollouts] == [r.response_ids for r in hf.rollouts]
+    other = SelfPlayEnv(PAIRS, formatter, generation_backend=backend, **kw).rollout(policy, step=0, num_exchanges=2)
+    assert [d.turns for d in other.dialogues] == [d.turns for d in hf.dialogues]
+    assert [r.response_ids for r in other.rollouts] == [r.response_ids for r in hf.rollouts]
