@@ -63,7 +63,7 @@ def generate(transmitter, contexts: Sequence[Sequence[int]], *, max_new_tokens: 
     device = next(lm.parameters()).device
     if backend == "continuous":
         with _eval_mode(lm), torch.no_grad():
-            return _cut_at_stop(_generate_continuous(lm, contexts, kw, device), stops)
+            return _cut_at_stop(_generate_continuous(lm, contexts, kw), stops)
     step = batch_size or len(contexts)
     results: list[list[int]] = []
     with _eval_mode(lm), torch.no_grad():
@@ -109,7 +109,7 @@ def generate_with_cache(transmitter, contexts: Sequence[Sequence[int]], caches: 
     return responses, split_rows(getattr(out, "cache", None), ids, mask, responses, new.size(1))
 
 
-def _generate_continuous(lm, contexts: Sequence[Sequence[int]], kw: dict, device: torch.device) -> list[list[int]]:
+def _generate_continuous(lm, contexts: Sequence[Sequence[int]], kw: dict) -> list[list[int]]:
     """transformers' ``generate_batch`` with a paged cache sized to the request (not to the free memory, which
     during RL belongs to training); sampling seeded from torch's generator, so a seeded run repeats."""
     from transformers import ContinuousBatchingConfig, GenerationConfig
@@ -122,8 +122,9 @@ def _generate_continuous(lm, contexts: Sequence[Sequence[int]], kw: dict, device
     cb = ContinuousBatchingConfig(page_size=CB_PAGE_TOKENS, num_blocks=pages + len(contexts),
                                   max_batch_tokens=max(256, min(8192, sum(len(c) for c in contexts))),
                                   seed=int(torch.randint(0, 2**31 - 1, ())))
+    # no warm-up: it would capture CUDA graphs at the largest sizes on every call (one call per dialogue turn)
     out = lm.generate_batch([list(c) for c in contexts], generation_config=gen, continuous_batching_config=cb,
-                            warmup=device.type == "cuda")
+                            warmup=False)
     failed = [r.error for r in out.values() if r.error is not None]
     if len(out) != len(contexts) or failed:
         raise RuntimeError(f"continuous batching returned {len(out)} of {len(contexts)} responses"
