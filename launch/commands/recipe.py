@@ -127,14 +127,21 @@ def run_side_by_side(stages: list[str], configs: dict[str, dict], out: Path) -> 
         with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
             procs[stage] = (subprocess.Popen([sys.executable, "-m", "launch.cli", stage, "--config", str(path)],
                                              stdout=handle, stderr=subprocess.STDOUT, env=env), time.time())
-    for stage, (proc, start) in procs.items():
-        rc, log = proc.wait(), out / f"{stage}.log"
-        print(f"=== [recipe] {stage}: exit code {rc} after {(time.time() - start) / 60:.1f} min", flush=True)
-        if rc == 0:
-            seconds[stage] = round(time.time() - start, 1)
-        else:
-            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            failed.append(f"stage {stage!r} failed with exit code {rc}; last lines of {log}:\n  " + "\n  ".join(tail))
+    while procs:  # poll, so that each stage's time ends when it does
+        for stage, (proc, start) in list(procs.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            del procs[stage]
+            log = out / f"{stage}.log"
+            print(f"=== [recipe] {stage}: exit code {rc} after {(time.time() - start) / 60:.1f} min", flush=True)
+            if rc == 0:
+                seconds[stage] = round(time.time() - start, 1)
+            else:
+                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+                failed.append(f"stage {stage!r} failed with exit code {rc}; last lines of {log}:\n  "
+                              + "\n  ".join(tail))
+        time.sleep(0.5 if procs else 0)
     return seconds, failed
 
 
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds, failed = run_side_by_side(together, configs, out)
                 timings.update(seconds)
                 side_by_side_done.update(together)
-                ran = list(seconds)  # a failed stage's time is not kept: its rerun records it
+                ran = [s for s in together if s in seconds]  # a failed stage is not timed: its rerun is
             else:
                 run_stage(stage, configs[stage], out)
                 ran = [stage]
