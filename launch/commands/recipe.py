@@ -178,11 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             if done(stage, out, configs) and not args.force:
                 print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
                 continue
-            together = [s for s in SIDE_BY_SIDE if s in stages and (args.force or not done(s, out, configs))]
-            start = time.time()
-            failed = []
-            if not (args.parallel and stage in together and len(together) > 1):
-                together = [stage]
+            together = [stage]
+            if args.parallel and stage in SIDE_BY_SIDE:  # with the other pending side-by-side stages
+                together = [s for s in SIDE_BY_SIDE if s in stages and (args.force or not done(s, out, configs))]
+            start, failed = time.time(), []
             if len(together) > 1:
                 seconds, failed = run_side_by_side(together, configs, out)
                 timings.update(seconds)
