@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("launch.commands.eval", "F1, Hits@1 and perplexity of a Transmitter on a data set"),
     "receiver": ("launch.commands.receiver", "train and evaluate the persona-perception Receiver"),
     "rl": ("launch.commands.rl", "PPO / REINFORCE self-play training"),
+    "select": ("launch.commands.select", "which RL checkpoint to ship: self-play on validation pairs, best under guards"),
     "chat": ("launch.commands.chat", "watch two agents talk, or talk to one yourself"),
     "recipe": ("launch.commands.recipe", "a whole experiment from one YAML: SFT, Receiver, RL, self-play eval of RL vs SFT"),
     "demo": ("launch.commands.demo", "the whole pipeline on the embedded defaults and the sample data"),

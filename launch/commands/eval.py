@@ -61,6 +61,8 @@ class EvalConfig:
     # --- self-play evaluation (--selfplay) ---
     selfplay: bool = field(default=False, metadata={"help": "evaluate self-play on held-out persona pairs with frozen judges"})
     pairs: int = field(default=32, metadata={"help": "--selfplay: persona pairs (the first N of the selected dialogues; 0 = all)"})
+    skip_pairs: int = field(default=0, metadata={
+        "help": "--selfplay: skip the first N pairs (e.g. to validate on pairs disjoint from a test slice)"})
     dialogues_per_pair: int = field(default=2, metadata={"help": "--selfplay: dialogues per pair"})
     exchanges: int = field(default=3, metadata={"help": "--selfplay: A+B exchanges per dialogue"})
     partner: str | None = field(default=None, metadata={
@@ -95,6 +97,8 @@ class EvalConfig:
             for name in ("dialogues_per_pair", "exchanges", "batch_pairs", "bootstrap_samples", "max_new_tokens"):
                 if getattr(self, name) < 1:
                     raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
+            if self.skip_pairs < 0 or self.pairs < 0:
+                raise ValueError(f"pairs={self.pairs}, skip_pairs={self.skip_pairs}: must be >= 0")
             if self.num_beams > 1:
                 raise ValueError("--selfplay does not support beam search (num_beams > 1)")
             if self.generation_backend not in BACKENDS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -89,29 +90,54 @@ def evaluate_model(name: str, cfg, pairs, pool, judges: Judges, partner, device:
     return ev
 
 
+@dataclass
+class Setup:
+    """What every self-play evaluation of ``cfg`` shares: the pairs, the distractor pool, the judges, the partner."""
+
+    pairs: list[dict]
+    pool: list[list[str]]
+    judges: Judges
+    skipped: list[str]
+    partner: object | None
+    device: str
+
+
+def prepare(cfg) -> Setup:
+    """Load the pairs (``skip_pairs`` then ``pairs`` of the selected dialogues), the judges and the fixed partner.
+
+    Raises ``DataFormatError``, ``FileNotFoundError``, ``ValueError`` or ``LoadError`` with a message naming the input.
+    """
+    device = resolve_device(cfg.device)
+    dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
+    pairs = list(build_selfplay_pairs(dialogues, seed=cfg.seed))[cfg.skip_pairs:]
+    pairs = pairs[: cfg.pairs] if cfg.pairs else pairs
+    if not pairs:
+        raise ValueError(f"{cfg.data or 'sample'}: no persona pair left in the selected range "
+                         f"(skip_dialogues={cfg.skip_dialogues}, max_dialogues={cfg.max_dialogues}, "
+                         f"skip_pairs={cfg.skip_pairs})")
+    everything = read_dialogues(resolve_data_path(cfg.data), format=cfg.data_format).dialogues
+    pool = [p for d in everything for p in (d.persona_a, d.persona_b) if p]
+    judges, skipped = build_judges(cfg, device)
+    partner = None
+    if cfg.partner:
+        partner = _load("--partner", cfg.partner, lambda: Transmitter.from_pretrained(
+            cfg.partner, device=device, torch_dtype=resolve_dtype(cfg.torch_dtype)).eval())
+    return Setup(pairs, pool, judges, skipped, partner, device)
+
+
 def run_selfplay_eval(cfg) -> int:
     out = Path(cfg.output_dir)
-    device = resolve_device(cfg.device)
     try:
-        dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
-        pairs = list(build_selfplay_pairs(dialogues, seed=cfg.seed))
-        pairs = pairs[: cfg.pairs] if cfg.pairs else pairs
-        if not pairs:
-            raise ValueError(f"{cfg.data or 'sample'}: no dialogue with both personas in the selected range")
-        everything = read_dialogues(resolve_data_path(cfg.data), format=cfg.data_format).dialogues
-        pool = [p for d in everything for p in (d.persona_a, d.persona_b) if p]
-        judges, skipped = build_judges(cfg, device)
-        partner = None
-        if cfg.partner:
-            partner = _load("--partner", cfg.partner, lambda: Transmitter.from_pretrained(
-                cfg.partner, device=device, torch_dtype=resolve_dtype(cfg.torch_dtype)).eval())
+        setup = prepare(cfg)
+        pairs, device, skipped = setup.pairs, setup.device, setup.skipped
         names = [cfg.model] + ([cfg.compare] if cfg.compare else [])
         print(f"p2bot eval --selfplay: {len(pairs)} held-out pairs x {cfg.dialogues_per_pair} dialogues x {cfg.exchanges} "
               f"exchanges, models {', '.join(names)}, device {device}", file=sys.stderr)
         displays = [label(n) for n in names]
         if len(displays) == 2 and displays[0] == displays[1]:
             displays = [f"{displays[0]} (model)", f"{displays[1]} (compare)"]
-        evals = [evaluate_model(n, cfg, pairs, pool, judges, partner, device, d) for n, d in zip(names, displays)]
+        evals = [evaluate_model(n, cfg, pairs, setup.pool, setup.judges, setup.partner, device, d)
+                 for n, d in zip(names, displays)]
     except (DataFormatError, FileNotFoundError, ValueError, LoadError) as err:
         print(f"p2bot eval: error: {err}", file=sys.stderr)
         return 1

@@ -1,9 +1,11 @@
-"""``p2bot recipe``: a whole experiment from one YAML: SFT → Receiver → RL → self-play evaluation of RL vs SFT.
+"""``p2bot recipe``: a whole experiment from one YAML: SFT → Receiver → RL → [select] → self-play evaluation of RL vs SFT.
 
 The recipe file names the data and how many of its first dialogues are held out, plus one mapping of options per
-stage (``sft``, ``receiver``, ``rl``, ``eval``: the options of that ``p2bot`` command). The recipe wires the stages
-together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the evaluation
-uses only their persona pairs. A stage whose output is complete is skipped, so an interrupted recipe continues
+stage (``sft``, ``receiver``, ``rl``, ``select``, ``eval``: the options of that ``p2bot`` command). The recipe wires
+the stages together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the
+evaluation uses only their persona pairs. With a ``select`` mapping, ``p2bot select`` picks the RL checkpoint that
+the evaluation reports, on held-out pairs that follow the evaluation's (disjoint from them; enforced); without
+one, the evaluation takes RL's last checkpoint. A stage whose output is complete is skipped, so an interrupted recipe continues
 where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. ``--parallel`` runs SFT and
 the Receiver (independent of each other) side by side as two processes, each with half the CPU threads, their output
 in ``<output_dir>/sft.log`` and ``receiver.log``. Writes ``<output_dir>/<stage>.yaml`` (each stage's config), the
@@ -23,11 +25,12 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("sft", "receiver", "rl", "eval")
+STAGES = ("sft", "receiver", "rl", "select", "eval")
 SIDE_BY_SIDE = ("sft", "receiver")  # independent of each other: --parallel runs them as two processes
 MODULES = {s: f"launch.commands.{s}" for s in STAGES}
 TOP_KEYS = {"output_dir", "data", "heldout_dialogues", "seed", *STAGES}
-OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"}, "eval": {"seed"}}
+OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"},
+               "select": {"skip_pairs"}, "eval": {"seed"}}
 
 
 class RecipeError(ValueError):
@@ -58,11 +61,34 @@ def _final_policy(rl_dir: Path) -> Path | None:
     return checkpoints[-1] / "policy" if checkpoints else None
 
 
+def _rl_steps(recipe: dict) -> int:
+    return int((recipe.get("rl") or {}).get("max_steps", 30))
+
+
+def _selected_policy(select_dir: Path) -> str | None:
+    """The policy ``p2bot select`` chose (None before it ran)."""
+    path = select_dir / "selection.json"
+    return json.loads(path.read_text()).get("chosen_path") if path.is_file() else None
+
+
+def _check_disjoint(select: dict, evaluation: dict) -> None:
+    """The selection's validation pairs and the evaluation's pairs do not overlap (both slice the same shuffled list)."""
+    first, count = int(select["skip_pairs"]), int(select.get("pairs", 32))
+    eval_first, eval_count = int(evaluation.get("skip_pairs", 0)), int(evaluation.get("pairs", 32))
+    if count == 0 or eval_count == 0 or (first < eval_first + eval_count and eval_first < first + count):
+        raise RecipeError(f"field 'select': its pairs [{first}, {first + count if count else 'end'}) overlap the "
+                          f"evaluation's [{eval_first}, {eval_first + eval_count if eval_count else 'end'}): choosing a "
+                          "checkpoint on the pairs it is reported on makes the report a selection")
+
+
 def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
-    """Each stage's options: the recipe's, with the wiring and the hold-out split enforced on top."""
+    """Each stage's options: the recipe's, with the wiring and the hold-out split enforced on top (``select`` only
+    when the recipe has that mapping)."""
     data, held = recipe.get("data", ""), int(recipe["heldout_dialogues"])
     seed = recipe.get("seed", 0)
-    rl_steps = int((recipe.get("rl") or {}).get("max_steps", 30))
+    last = str(out / "rl" / f"checkpoint-{_rl_steps(recipe)}" / "policy")
+    evaluation = recipe.get("eval") or {}
+    selecting = recipe.get("select") is not None
     fixed = {
         "sft": dict(model="embedded", data=data, skip_dialogues=held, output_dir=str(out / "sft"),
                     with_value_head=True, seed=seed),
@@ -71,28 +97,38 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
         "rl": dict(model_name_or_path=str(out / "sft" / "model"), receiver_name_or_path=str(out / "receiver" / "model"),
                    data_path=data, skip_dialogues=held, output_dir=str(out / "rl"), seed=seed,
                    resume_from_checkpoint="latest" if _final_policy(out / "rl") else None),
-        "eval": dict(selfplay=True, model=str(out / "rl" / f"checkpoint-{rl_steps}" / "policy"),
+        "select": dict(candidates=str(out / "rl"), compare=str(out / "sft" / "model"),
+                       receiver=str(out / "receiver" / "model"), data=data, skip_dialogues=0, max_dialogues=held,
+                       output_dir=str(out / "select"), seed=evaluation.get("seed", seed),  # the same pair shuffle
+                       skip_pairs=int(evaluation.get("skip_pairs", 0)) + int(evaluation.get("pairs", 32))),
+        "eval": dict(selfplay=True, model=(selecting and _selected_policy(out / "select")) or last,
                      compare=str(out / "sft" / "model"), receiver=str(out / "receiver" / "model"), data=data,
                      skip_dialogues=0, max_dialogues=held, output_dir=str(out / "eval"), seed=seed),
     }
     configs = {}
     for stage in STAGES:
+        if stage == "select" and not selecting:
+            continue
         given = dict(recipe.get(stage) or {})
         clash = (set(given) & set(fixed[stage])) - OVERRIDABLE[stage]
         if clash:
             raise RecipeError(f"field '{stage}': {sorted(clash)} are set by the recipe (data split and stage wiring)")
         configs[stage] = {**fixed[stage], **given}
+    if selecting:
+        _check_disjoint(configs["select"], configs["eval"])
     return configs
 
 
-def done(stage: str, out: Path, configs: dict[str, dict]) -> bool:
+def done(stage: str, out: Path, recipe: dict) -> bool:
     """Whether a stage's output is complete."""
     if stage == "sft":
         return (out / "sft" / "model" / "p2bot_transmitter.json").is_file()
     if stage == "receiver":
         return (out / "receiver" / "model" / "p2bot_receiver.json").is_file()
     if stage == "rl":
-        return Path(configs["eval"]["model"], "p2bot_transmitter.json").is_file()
+        return (out / "rl" / f"checkpoint-{_rl_steps(recipe)}" / "policy" / "p2bot_transmitter.json").is_file()
+    if stage == "select":
+        return (out / "select" / "selection.json").is_file()
     return (out / "eval" / "selfplay_results.json").is_file()
 
 
@@ -174,13 +210,16 @@ def main(argv: list[str] | None = None) -> int:
         for stage in stages:
             if stage in side_by_side_done:
                 continue
-            configs = stage_configs(recipe, out)  # after each stage: RL's resume point may have appeared
-            if done(stage, out, configs) and not args.force:
+            configs = stage_configs(recipe, out)  # after each stage: RL's resume point, the selection may have appeared
+            if stage not in configs:
+                print(f"=== [recipe] {stage}: not in the recipe, skipped")
+                continue
+            if done(stage, out, recipe) and not args.force:
                 print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
                 continue
             together = [stage]
             if args.parallel and stage in SIDE_BY_SIDE:  # with the other pending side-by-side stages
-                together = [s for s in SIDE_BY_SIDE if s in stages and (args.force or not done(s, out, configs))]
+                together = [s for s in SIDE_BY_SIDE if s in stages and (args.force or not done(s, out, recipe))]
             start, failed = time.time(), []
             if len(together) > 1:
                 seconds, failed = run_side_by_side(together, configs, out)
@@ -204,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     table = out / "eval" / "selfplay_table.md"
     if table.is_file():
         total = sum(wall.values())
+        selection = out / "select" / "selection.md"
+        chosen = (f"## Checkpoint chosen on the validation pairs (p2bot select)\n\n{selection.read_text()}\n"
+                  if selection.is_file() else "")
         report = (f"# {Path(args.config).name}\n\nStage times (s): {timings}; wall clock (s): {wall} "
-                  f"(total {total / 60:.1f} min)\n\n"
+                  f"(total {total / 60:.1f} min)\n\n{chosen}## Evaluation (p2bot eval --selfplay)\n\n"
                   + table.read_text())
         (out / "report.md").write_text(report)
         print(f"\n=== [recipe] report: {out / 'report.md'}")

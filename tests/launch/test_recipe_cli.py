@@ -1,4 +1,5 @@
-"""``p2bot recipe`` end to end on tiny models: every stage, the enforced hold-out split, resume, bad recipes."""
+"""``p2bot recipe`` end to end on tiny models: every stage, the enforced hold-out split, checkpoint selection on
+pairs disjoint from the evaluation's, resume, bad recipes."""
 
 import json
 import sys
@@ -34,28 +35,48 @@ def tiny_recipe(policy, receiver, out) -> dict:
 def test_recipe_runs_every_stage_on_the_held_out_split_and_resumes(tiny_receiver_dir, tmp_path, capsys):
     policy = build_tiny_model_dir(tmp_path / "policy", load_smollm2_tokenizer())
     out = tmp_path / "run"
+    recipe = tiny_recipe(policy, tiny_receiver_dir, out)
+    recipe["rl"].update(max_steps=2, save_steps=1, save_total_limit=0)
+    recipe["select"] = {k: recipe["eval"][k] for k in ("pairs", "dialogues_per_pair", "exchanges", "max_new_tokens",
+                                                        "bootstrap_samples", "judge_encoder", "judge_lm",
+                                                        "max_history_tokens", "num_persona_candidates")}
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe(policy, tiny_receiver_dir, out)))
+    path.write_text(yaml.safe_dump(recipe))
     assert main(["recipe", "--config", str(path)]) == 0
-    stages = {s: yaml.safe_load((out / f"{s}.yaml").read_text()) for s in ("sft", "receiver", "rl", "eval")}
+    stages = {s: yaml.safe_load((out / f"{s}.yaml").read_text()) for s in ("sft", "receiver", "rl", "select", "eval")}
     assert stages["sft"]["skip_dialogues"] == 4 and stages["rl"]["skip_dialogues"] == 4
     assert stages["receiver"]["holdout_first"] == 4
     assert stages["eval"]["max_dialogues"] == 4 and stages["eval"]["skip_dialogues"] == 0
     assert stages["rl"]["model_name_or_path"] == str(out / "sft" / "model")
+    # selection: both checkpoints, on the held-out pairs after the evaluation's (pairs 2..3 of 4; eval has 0..1)
+    assert stages["select"]["max_dialogues"] == 4 and stages["select"]["skip_pairs"] == 2
+    selection = json.loads((out / "select" / "selection.json").read_text())
+    assert [c["name"] for c in selection["candidates"]] == ["checkpoint-1", "checkpoint-2"]
+    assert selection["baseline"] == str(out / "sft" / "model") and selection["num_pairs"] == 2
     result = json.loads((out / "eval" / "selfplay_results.json").read_text())
-    assert result["models"] == [str(out / "rl" / "checkpoint-1" / "policy"), str(out / "sft" / "model")]
+    assert result["models"] == [selection["chosen_path"], str(out / "sft" / "model")]
+    eval_pairs = {d["pair_id"] for d in map(json.loads, (out / "eval" / "selfplay_dialogues.jsonl").open())}
+    assert len(eval_pairs) == 2
     assert "perceive_hits1" in result["comparison"] and "receiver_hits1" in result["comparison"]
-    assert "difference (95% CI)" in (out / "report.md").read_text()
-    assert set(json.loads((out / "recipe.json").read_text())["seconds"]) == {"sft", "receiver", "rl", "eval"}
+    report = (out / "report.md").read_text()
+    assert "difference (95% CI)" in report and "p2bot select" in report
+    assert set(json.loads((out / "recipe.json").read_text())["seconds"]) == {"sft", "receiver", "rl", "select", "eval"}
     capsys.readouterr()
     assert main(["recipe", "--config", str(path)]) == 0  # everything complete: nothing reruns
-    assert capsys.readouterr().out.count("complete, skipped") == 4
+    assert capsys.readouterr().out.count("complete, skipped") == 5
 
 
 def test_recipe_refuses_to_move_the_split_or_wiring(tmp_path, capsys):
     recipe = {"heldout_dialogues": 10, "rl": {"data_path": "other.csv"}}
     with pytest.raises(RecipeError, match="data_path"):
         stage_configs(recipe, tmp_path)
+    plain = stage_configs({"heldout_dialogues": 10, "rl": {"max_steps": 7}}, tmp_path)
+    assert "select" not in plain and plain["eval"]["model"] == str(tmp_path / "rl" / "checkpoint-7" / "policy")
+    for select in ({"skip_pairs": 3, "pairs": 4}, {"pairs": 0}):  # overlaps eval's pairs 0..4; all pairs
+        with pytest.raises(RecipeError, match="overlap the evaluation's"):
+            stage_configs({"heldout_dialogues": 10, "eval": {"pairs": 5}, "select": select}, tmp_path)
+    with pytest.raises(RecipeError, match="seed"):  # the pair shuffle of select is the evaluation's
+        stage_configs({"heldout_dialogues": 10, "select": {"seed": 3}}, tmp_path)
     for bad, message in (({"heldout_dialogues": 0}, "heldout_dialogues"), ({"heldout_dialogues": 5, "typo": 1}, "typo"),
                          ({"heldout_dialogues": 5, "sft": [1]}, "field 'sft'")):
         path = tmp_path / "bad.yaml"
@@ -71,6 +92,7 @@ def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
 
     from launch.commands.eval import EvalConfig
     from launch.commands.receiver import ReceiverDataConfig
+    from launch.commands.select import SelectConfig
     from launch.config_io import parse_configs
     from models.receiver_training import ReceiverTrainingConfig
     from models.sft import TransmitterSFTConfig
@@ -79,7 +101,10 @@ def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
     recipe = load_recipe(REPO / "launch" / "configs" / "experiments" / "p2_spc.yaml")
     configs = stage_configs(recipe, tmp_path)
     for stage, types in (("sft", (TransmitterSFTConfig, TrainingArguments)), ("rl", (PPOConfig,)),
-                         ("receiver", (ReceiverTrainingConfig, ReceiverDataConfig)), ("eval", (EvalConfig,))):
+                         ("receiver", (ReceiverTrainingConfig, ReceiverDataConfig)), ("eval", (EvalConfig,)),
+                         ("select", (SelectConfig,))):
+        if stage not in configs:
+            continue
         path = tmp_path / f"{stage}.yaml"
         path.write_text(yaml.safe_dump(configs[stage]))
         parse_configs(types, ["--config", str(path)], prog=stage)
