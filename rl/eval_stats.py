@@ -31,6 +31,8 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("perceive_hits1", "persona perceivability Hits@1 (judge encoder)", better="higher"),
     Metric("perceive_mrr", "persona perceivability MRR (judge encoder)", better="higher"),
+    Metric("perceive_hits1_unseen", "Hits@1 (judge encoder), speakers whose persona training never saw", better="higher"),
+    Metric("perceive_mrr_unseen", "MRR (judge encoder), speakers whose persona training never saw", better="higher"),
     Metric("receiver_hits1", "Hits@1 by the trained Receiver (RL's reward: not independent)"),
     Metric("receiver_mrr", "MRR by the trained Receiver (RL's reward: not independent)"),
     Metric("fact_coverage", "persona fact coverage", better="higher"),

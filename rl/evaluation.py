@@ -40,6 +40,8 @@ class JudgeSettings:
     coverage_threshold: float = 0.5
     echo_threshold: float = 0.8
     contradiction_threshold: float = 0.5
+    # personas (``persona_key``) seen in training: perceivability is then also tallied over the other speakers only
+    seen_personas: frozenset | None = None
 
 
 @dataclass
@@ -98,13 +100,18 @@ def _sentence_key(s: str) -> str:
     return " ".join(s.lower().split())
 
 
+def persona_key(persona: Sequence[str]) -> frozenset:
+    """A persona's identity: its set of normalised sentences (order and case do not matter)."""
+    return frozenset(_sentence_key(s) for s in persona)
+
+
 class PersonaPool:
     """Distinct personas (by their set of normalised sentences) that distractors are drawn from."""
 
     def __init__(self, personas: Sequence[Sequence[str]]):
         seen: dict[frozenset, list[str]] = {}
         for p in personas:
-            key = frozenset(_sentence_key(s) for s in p)
+            key = persona_key(p)
             if p and key not in seen:
                 seen[key] = list(p)
         self.keys, self.personas = list(seen), list(seen.values())
@@ -119,7 +126,7 @@ def distractors_for(pair_id: str, speaker: str, own: Sequence[str], partner: Seq
     """
     pool = pool if isinstance(pool, PersonaPool) else PersonaPool(pool)
     own_keys = {_sentence_key(s) for s in own}
-    partner_key = frozenset(_sentence_key(s) for s in partner)
+    partner_key = persona_key(partner)
     first = [list(partner)] if settings.partner_as_distractor and not own_keys & partner_key else []
     eligible = [p for key, p in zip(pool.keys, pool.personas)
                 if not own_keys & key and not (first and key == partner_key)]
@@ -159,11 +166,15 @@ def judge(name: str, played: Sequence[PlayedDialogue], judges: Judges, distracto
             utts = [d.turns[t] for t in turns]
             distractors = distractors_for(d.pair_id, speaker, own, other, pool, cfg, seed)
             t0 = time.perf_counter()
+            unseen = cfg.seen_personas is not None and persona_key(own) not in cfg.seen_personas
             for key, pj in (("perceive", judges.persona), ("receiver", judges.receiver)):
                 if pj is not None:
                     hits, rr = pj.rank(utts, own, distractors)
                     add(d.pair_id, f"{key}_hits1", hits, 1)
                     add(d.pair_id, f"{key}_mrr", rr, 1)
+                    if key == "perceive" and cfg.seen_personas is not None:  # den 0 where the speaker's was seen
+                        add(d.pair_id, "perceive_hits1_unseen", hits if unseen else 0.0, float(unseen))
+                        add(d.pair_id, "perceive_mrr_unseen", rr if unseen else 0.0, float(unseen))
             seconds["persona_judges"] += time.perf_counter() - t0
             add(d.pair_id, "num_candidates", 1 + len(distractors), 1)
             add(d.pair_id, "fact_coverage", covered_facts(utts, own, cfg.coverage_threshold), len(own))

@@ -81,6 +81,11 @@ class EvalConfig:
         "help": "--selfplay: also rank personas with this trained Receiver (reported apart: RL optimised it)"})
     nli_model: str | None = field(default=None, metadata={
         "help": "--selfplay: MNLI-style sequence-classification checkpoint for contradictions (none: skipped)"})
+    seen_personas_from: str | None = field(default=None, metadata={
+        "help": "--selfplay: the training dialogues ('sample' or a file; same formats as --data): perceivability is "
+                "also reported over the speakers whose persona is not in them (held-out pairs may reuse personas)"})
+    seen_personas_skip: int = field(default=0, metadata={
+        "help": "--selfplay: skip the first N dialogues of --seen_personas_from (e.g. the held-out ones)"})
     num_persona_candidates: int = field(default=20, metadata={"help": "--selfplay: own persona + distractors"})
     bootstrap_samples: int = field(default=2000, metadata={"help": "--selfplay: bootstrap resamples"})
     batch_pairs: int = field(default=8, metadata={"help": "--selfplay: persona pairs generated together"})

@@ -24,7 +24,7 @@ from models.receiver import Receiver
 from models.scorers import LMScorer
 from models.transmitter import Transmitter
 from rl.eval_stats import compare, comparison_table, corpus_distinct, samples_markdown, summarize, summary_table
-from rl.evaluation import Judges, JudgeSettings, ModelEval, judge, play
+from rl.evaluation import Judges, JudgeSettings, ModelEval, judge, persona_key, play
 from rl.selfplay import Sampling
 
 RESULTS_FILE, TABLE_FILE, SAMPLES_FILE = "selfplay_results.json", "selfplay_table.md", "selfplay_samples.md"
@@ -69,7 +69,11 @@ def build_judges(cfg, device: str) -> tuple[Judges, list[str]]:
         nli = _load("--nli_model", cfg.nli_model, lambda: NLIJudge.from_pretrained(cfg.nli_model, device=device))
     else:
         skipped.append("consistency: no --nli_model given (any MNLI-style sequence-classification checkpoint)")
-    settings = JudgeSettings(num_candidates=cfg.num_persona_candidates)
+    seen = None
+    if cfg.seen_personas_from:
+        trained = load_dialogues(cfg.seen_personas_from, None, cfg.seen_personas_skip)
+        seen = frozenset(persona_key(p) for d in trained for p in (d.persona_a, d.persona_b) if p)
+    settings = JudgeSettings(num_candidates=cfg.num_persona_candidates, seen_personas=seen)
     return Judges(PersonaJudge(encoder, cfg.judge_aggregate), lm, receiver, nli, settings), skipped
 
 
@@ -125,6 +129,13 @@ def prepare(cfg) -> Setup:
     return Setup(pairs, pool, judges, skipped, partner, device)
 
 
+def unseen_speakers(ev: ModelEval) -> tuple[int, int]:
+    """(judged speakers whose persona is not among the seen ones, judged speakers)."""
+    unseen = ev.tallies.get("perceive_hits1_unseen")
+    total = int(ev.tallies["perceive_hits1"][1].sum()) if "perceive_hits1" in ev.tallies else 0
+    return (int(unseen[1].sum()) if unseen is not None else 0), total
+
+
 def run_selfplay_eval(cfg) -> int:
     out = Path(cfg.output_dir)
     try:
@@ -147,6 +158,8 @@ def run_selfplay_eval(cfg) -> int:
                    dialogues_per_pair=cfg.dialogues_per_pair, exchanges=cfg.exchanges, device=device, skipped=skipped,
                    judges=dict(encoder=cfg.judge_encoder, aggregate=cfg.judge_aggregate, lm=cfg.judge_lm,
                                lm_context=cfg.judge_context, receiver=cfg.receiver, nli=cfg.nli_model),
+                   seen_personas=dict(source=cfg.seen_personas_from, skip_dialogues=cfg.seen_personas_skip,
+                                      unseen_speakers={ev.name: unseen_speakers(ev) for ev in evals}),
                    summaries=summaries, corpus_distinct={ev.name: corpus_distinct(ev) for ev in evals},
                    seconds={ev.name: ev.seconds for ev in evals})
     if len(evals) == 2:
@@ -155,6 +168,10 @@ def run_selfplay_eval(cfg) -> int:
                       + comparison_table(evals[0].name, evals[1].name, payload["comparison"]))
     out.mkdir(parents=True, exist_ok=True)
     table = "\n\n".join(tables) + "\n" + "".join(f"\nSkipped: {s}" for s in skipped) + "\n"
+    if cfg.seen_personas_from:
+        counts = unseen_speakers(evals[0])
+        table += (f"\nPersonas not in {cfg.seen_personas_from} (after its first {cfg.seen_personas_skip} dialogues): "
+                  f"{counts[0]} of {counts[1]} judged speakers (the '... training never saw' rows).\n")
     write_text_atomic(out / TABLE_FILE, table)
     write_text_atomic(out / SAMPLES_FILE, samples_markdown(evals, cfg.num_sample_dialogues))
     write_text_atomic(out / DIALOGUES_FILE, "".join(

@@ -103,7 +103,8 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
                        skip_pairs=int(evaluation.get("skip_pairs", 0)) + int(evaluation.get("pairs", 32))),
         "eval": dict(selfplay=True, model=(selecting and _selected_policy(out / "select")) or last,
                      compare=str(out / "sft" / "model"), receiver=str(out / "receiver" / "model"), data=data,
-                     skip_dialogues=0, max_dialogues=held, output_dir=str(out / "eval"), seed=seed),
+                     skip_dialogues=0, max_dialogues=held, output_dir=str(out / "eval"), seed=seed,
+                     seen_personas_from=data or "sample", seen_personas_skip=held),
     }
     configs = {}
     for stage in STAGES:

@@ -6,8 +6,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
+from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
 from launch.cli import main as cli
 from models.embedded import embedded_receiver_path
+from rl.evaluation import persona_key
 from tests.models.transmitter_fixtures import save_tiny_lm
 
 
@@ -61,11 +63,21 @@ def test_selfplay_eval_compares_two_models_with_every_judge(tiny_policy, tiny_re
 
 def test_selfplay_eval_without_nli_says_it_skipped(tiny_policy, tiny_receiver_dir, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert cli(base_args(tiny_policy, tiny_receiver_dir, out)) == 0
+    assert cli(base_args(tiny_policy, tiny_receiver_dir, out) + ["--max_dialogues", "3", "--seen_personas_from",
+                                                                 "sample", "--seen_personas_skip", "3"]) == 0
     result = json.loads((out / "selfplay_results.json").read_text())
     assert "comparison" not in result and any(s.startswith("consistency") for s in result["skipped"])
-    assert "contradiction_persona" not in next(iter(result["summaries"].values()))
-    assert "Skipped: consistency" in capsys.readouterr().out
+    summary = next(iter(result["summaries"].values()))
+    assert "contradiction_persona" not in summary
+    printed = capsys.readouterr().out
+    assert "Skipped: consistency" in printed
+    # unseen personas: those of the 3 evaluated pairs (the first 3 dialogues) that no later sample dialogue has
+    dialogues = read_dialogues(resolve_data_path("")).dialogues
+    seen = {persona_key(p) for d in dialogues[3:] for p in (d.persona_a, d.persona_b)}
+    pairs = list(build_selfplay_pairs(dialogues[:3], seed=0))
+    unseen = sum(persona_key(p[k]) not in seen for p in pairs for k in ("persona_a", "persona_b"))
+    assert list(result["seen_personas"]["unseen_speakers"].values()) == [[unseen, 6]]
+    assert ("perceive_hits1_unseen" in summary) == (unseen > 0) and f"{unseen} of 6 judged speakers" in printed
 
 
 def test_selfplay_eval_missing_model_is_a_one_line_error(tiny_policy, tiny_receiver_dir, tmp_path, capsys):

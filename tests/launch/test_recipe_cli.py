@@ -58,6 +58,7 @@ def test_recipe_runs_every_stage_on_the_held_out_split_and_resumes(tiny_receiver
     eval_pairs = {d["pair_id"] for d in map(json.loads, (out / "eval" / "selfplay_dialogues.jsonl").open())}
     assert len(eval_pairs) == 2
     assert "perceive_hits1" in result["comparison"] and "receiver_hits1" in result["comparison"]
+    assert result["seen_personas"]["source"] == "sample" and result["seen_personas"]["skip_dialogues"] == 4
     report = (out / "report.md").read_text()
     assert "difference (95% CI)" in report and "p2bot select" in report
     assert set(json.loads((out / "recipe.json").read_text())["seconds"]) == {"sft", "receiver", "rl", "select", "eval"}

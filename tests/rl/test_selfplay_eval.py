@@ -7,7 +7,7 @@ from models.judges import PersonaJudge
 from models.receiver import Receiver
 from models.text_metrics import distinct_n
 from rl.eval_stats import BY_KEY, compare, comparison_table, corpus_distinct, metric_values, samples_markdown, summarize
-from rl.evaluation import Judges, JudgeSettings, PlayedDialogue, distractors_for, judge, play
+from rl.evaluation import Judges, JudgeSettings, PlayedDialogue, distractors_for, judge, persona_key, play
 from rl.selfplay import Dialogue, Sampling
 
 A1 = ["I have a dog named Max.", "I work as a nurse at the hospital.", "I love baking bread."]
@@ -57,6 +57,18 @@ def test_judge_tallies_hand_built_dialogues(judges):
     assert tally(ev, "distinct_1")[0][0] == len(set(words_p1)) == 12 and tally(ev, "distinct_1")[1][0] == 19
     utterances = [t for pd in hand_built() for t in pd.dialogue.turns]
     assert corpus_distinct(ev)["distinct_1"] == pytest.approx(distinct_n(utterances, 1))
+
+
+def test_perceivability_is_also_tallied_over_speakers_whose_persona_training_never_saw(judges):
+    seen = Judges(judges.persona, settings=JudgeSettings(num_candidates=6, seen_personas=frozenset(
+        [persona_key([s.upper() for s in reversed(A1)])])))  # A1, in another order and case: seen
+    ev = judge("m", hand_built(), seen, POOL)
+    hits, judged = tally(ev, "perceive_hits1")
+    unseen_hits, unseen = tally(ev, "perceive_hits1_unseen")
+    assert unseen == [1, 2] and judged == [2, 2]  # p1: only B (A1 was seen); p2: both speakers
+    p1_b = judge("m", [PlayedDialogue(hand_built()[0].dialogue, [False] * 4, ("B",))], judges, POOL)
+    assert unseen_hits[0] == tally(p1_b, "perceive_hits1")[0][0] and unseen_hits[1] == hits[1]
+    assert "perceive_hits1_unseen" not in judge("m", hand_built(), judges, POOL).tallies  # no seen set: not tallied
 
 
 def test_distractors_are_disjoint_fixed_and_include_the_partner():
