@@ -29,8 +29,12 @@ STATE_FILE = "trainer_state.json"
 
 
 def save_checkpoint(trainer: PPOTrainer, output_dir: str | os.PathLike, extra: dict | None = None,
-                    save_total_limit: int = 0) -> Path:
-    """Write ``checkpoint-<global_step>`` atomically (collective: every process must call it); returns its path."""
+                    save_total_limit: int = 0, prune_keeps_policy: bool = False) -> Path:
+    """Write ``checkpoint-<global_step>`` atomically (collective: every process must call it); returns its path.
+
+    With ``save_total_limit`` only the newest that many checkpoints stay whole; an older one is removed, or with
+    ``prune_keeps_policy`` reduced to its ``policy/`` (a candidate for ``p2bot select``, no longer resumable).
+    """
     acc = trainer.accelerator
     out = Path(output_dir)
     final = out / f"{PREFIX}{trainer.global_step}"
@@ -55,15 +59,29 @@ def save_checkpoint(trainer: PPOTrainer, output_dir: str | os.PathLike, extra: d
         replace_dir(tmp, final)  # fsyncs the tree first; an existing same-step checkpoint is swapped out
         if save_total_limit > 0:
             for stale in list_checkpoints(out)[:-save_total_limit]:
-                shutil.rmtree(stale, ignore_errors=True)
+                prune(stale, keep_policy=prune_keeps_policy)
             fsync_path(out)
     acc.wait_for_everyone()
     return final
 
 
+def prune(checkpoint: Path, keep_policy: bool = False) -> None:
+    """Remove a stale checkpoint, or everything in it but ``policy/`` (its state file first: never half-resumable)."""
+    if not keep_policy or not (checkpoint / "policy").is_dir():
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        return
+    (checkpoint / STATE_FILE).unlink(missing_ok=True)
+    for item in checkpoint.iterdir():
+        if item.name != "policy":
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+
+
 def load_checkpoint(trainer: PPOTrainer, path: str | os.PathLike) -> dict:
     """Restore model, optimizer, scheduler, RNG states, step and KL controller from ``path``; returns its state."""
     path = Path(path)
+    if not (path / STATE_FILE).is_file() and (path / "policy").is_dir():
+        raise FileNotFoundError(f"{path}: only its policy/ was kept (save_total_limit with prune_keeps_policy); "
+                                "resume from a newer checkpoint, or start a new run from this policy/")
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(f"{path}: not a p2bot RL checkpoint (no {STATE_FILE})")
     if (path / "state" / "custom_checkpoint_0.pkl").is_file():

@@ -28,6 +28,9 @@ class PPOConfig:
     max_steps: int = field(default=30, metadata={"help": "number of rollout+update iterations"})
     save_steps: int = field(default=10, metadata={"help": "checkpoint every this many steps (0: only at the end)"})
     save_total_limit: int = field(default=2, metadata={"help": "keep at most this many checkpoints (0: keep all)"})
+    prune_keeps_policy: bool = field(default=False, metadata={
+        "help": "a checkpoint past save_total_limit keeps its policy/ (a candidate for p2bot select; no longer "
+                "resumable) instead of being removed"})
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "a checkpoint-<step> directory, or 'latest' for the newest in output_dir"}
     )

@@ -114,6 +114,7 @@ def train(trainer: PPOTrainer, env: SelfPlayEnv) -> dict[str, float]:
         bar.set_postfix({k.split("/")[-1]: f"{stats[k]:.3g}" for k in ("objective/scores", "objective/kl") if k in stats})
         done = trainer.global_step >= cfg.max_steps
         if done or (cfg.save_steps and trainer.global_step % cfg.save_steps == 0):
-            save_checkpoint(trainer, cfg.output_dir, extra=writer.offsets(), save_total_limit=cfg.save_total_limit)
+            save_checkpoint(trainer, cfg.output_dir, extra=writer.offsets(), save_total_limit=cfg.save_total_limit,
+                            prune_keeps_policy=cfg.prune_keeps_policy)
     bar.close()
     return stats

@@ -5,7 +5,7 @@ import torch
 from accelerate.utils import set_seed
 from rl_fixtures import PromptFormatter, Transmitter, generate
 
-from rl.checkpoint import list_checkpoints, resolve_checkpoint, save_checkpoint
+from rl.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from rl.config import PPOConfig
 from rl.loop import train
 from rl.selfplay import SelfPlayEnv
@@ -69,3 +69,12 @@ def test_checkpoint_layout_is_atomic_and_rotated(tmp_path, tiny_model_dir):
     assert resolve_checkpoint("latest", tmp_path / "nothing") is None
     with pytest.raises(FileNotFoundError):
         resolve_checkpoint(str(tmp_path / "missing"), tmp_path)
+    # prune_keeps_policy: a checkpoint past the limit keeps only its policy/ (for p2bot select), and says so on resume
+    trainer.global_step = 4
+    save_checkpoint(trainer, tmp_path, save_total_limit=2, prune_keeps_policy=True)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-3", "checkpoint-4"]
+    assert [p.name for p in (tmp_path / "checkpoint-2").iterdir()] == ["policy"]
+    assert list((tmp_path / "checkpoint-2" / "policy").glob("*.safetensors"))
+    assert (tmp_path / "checkpoint-3" / "state").is_dir() and resolve_checkpoint("latest", tmp_path).name == "checkpoint-4"
+    with pytest.raises(FileNotFoundError, match="only its policy/ was kept"):
+        load_checkpoint(trainer, tmp_path / "checkpoint-2")
