@@ -3,9 +3,9 @@
 A policy pushed on a reward improves the judged quantity for a while, then may buy more of it with a hack (restating
 its persona, echoing, drifting from fluent text); where that happens differs from seed to seed. Every candidate is
 compared, paired on the same validation persona pairs and seeds, with the run's start model (the *baseline*, e.g. the
-SFT model). A candidate is *eligible* when it keeps every guard: judge PPL at most ``max_ppl_increase`` above the
-baseline's, and each ``no_higher_than_baseline`` metric (copy and echo rates by default) at most the baseline's. The
-chosen candidate is the eligible one with the highest ``metric`` (ties: the earlier one, closer to the start). The
+SFT model). A candidate is *eligible* when it beats the baseline on ``metric`` by more than ``min_gain`` (relative)
+and keeps every guard: judge PPL at most ``max_ppl_increase`` above the baseline's, and each
+``no_higher_than_baseline`` metric (copy and echo rates by default) at most the baseline's. The chosen candidate is the eligible one with the highest ``metric`` (ties: the earlier one, closer to the start). The
 validation pairs must be disjoint from the pairs any reported result is measured on: choosing on the test pairs
 would make the test a selection (``p2bot recipe`` enforces this). See DESIGN.md §10.
 """
@@ -21,6 +21,7 @@ from rl.eval_stats import BY_KEY
 @dataclass
 class SelectionRule:
     metric: str = "perceive_hits1"  # maximised among the eligible candidates
+    min_gain: float = 0.0  # eligible only if metric / baseline's − 1 exceeds this (a candidate no better is no choice)
     max_ppl_increase: float | None = 0.10  # judge PPL / baseline's − 1 at most this (None: no PPL guard)
     no_higher_than_baseline: tuple[str, ...] = ("copy_rate", "echo_rate")
 
@@ -31,6 +32,9 @@ class SelectionRule:
                 raise ValueError(f"selection: unknown metric {key!r} (expected one of {sorted(BY_KEY)})")
         if BY_KEY[self.metric].better != "higher":
             raise ValueError(f"selection: metric {self.metric!r} is not one that is better higher")
+        if self.min_gain < 0:
+            raise ValueError(f"selection: min_gain={self.min_gain} must be >= 0 (a candidate worse than the baseline "
+                             "is no choice)")
         if self.max_ppl_increase is not None and self.max_ppl_increase < 0:
             raise ValueError(f"selection: max_ppl_increase={self.max_ppl_increase} must be >= 0 (or None)")
 
@@ -56,6 +60,11 @@ def check(name: str, comparison: dict[str, dict], rule: SelectionRule) -> Candid
     if missing:
         raise ValueError(f"selection: {name} has no {missing} (a judge was skipped? judge_ppl needs --judge_lm)")
     violations = []
+    m = comparison[rule.metric]
+    gained = m["a"] > m["b"] if m["b"] == 0 else m["rel"] > rule.min_gain  # a baseline of 0 has no relative change
+    if not gained:
+        violations.append(f"{rule.metric} {m['a']:.3f} vs baseline {m['b']:.3f} (needs more than "
+                          f"{100 * rule.min_gain:+.0f}%)")
     if rule.max_ppl_increase is not None:
         c = comparison["judge_ppl"]
         if c["rel"] > rule.max_ppl_increase:

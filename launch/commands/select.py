@@ -3,7 +3,7 @@
 Every candidate (by default each ``checkpoint-*/policy`` of an RL ``output_dir``) and the baseline ``--compare`` (the
 run's start model, e.g. SFT) talk on the same persona pairs with the same seeds, scored by the frozen judges of
 ``p2bot eval --selfplay`` (every self-play option of ``eval`` applies). The chosen candidate has the highest
-``--metric`` (judge Hits@1) among those that keep the guards: judge PPL at most ``--max_ppl_increase`` above the
+``--metric`` (judge Hits@1) among those that beat the baseline on it and keep the guards: judge PPL at most ``--max_ppl_increase`` above the
 baseline's, copy and echo rates (``--guards``) no higher than the baseline's. Use pairs disjoint from the ones you
 report results on (``--skip_pairs``): a selection made on the test pairs makes the test a selection. Writes
 ``selection.json`` (every candidate's paired comparison, the rule, the choice and its path) and ``selection.md``.
@@ -38,6 +38,8 @@ class SelectConfig(EvalConfig):
     candidates: str = field(default="", metadata={
         "help": "an RL output_dir (each of its checkpoint-*/policy, oldest first) or comma-separated model paths"})
     metric: str = field(default="perceive_hits1", metadata={"help": "maximised among the candidates that keep the guards"})
+    min_gain: float = field(default=0.0, metadata={
+        "help": "a candidate must beat the baseline's --metric by more than this fraction (0: any gain)"})
     max_ppl_increase: float | None = field(default=0.10, metadata={
         "help": "judge PPL at most this fraction above the baseline's (null: no PPL guard)"})
     guards: str = field(default="copy_rate,echo_rate", metadata={
@@ -61,7 +63,7 @@ class SelectConfig(EvalConfig):
 
     def rule(self) -> SelectionRule:
         guards = tuple(g.strip() for g in self.guards.split(",") if g.strip())
-        return SelectionRule(self.metric, self.max_ppl_increase, guards)
+        return SelectionRule(self.metric, self.min_gain, self.max_ppl_increase, guards)
 
 
 def candidate_paths(spec: str) -> list[Path]:

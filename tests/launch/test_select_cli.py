@@ -11,7 +11,7 @@ def test_select_compares_every_checkpoint_with_the_baseline_and_names_the_best_e
                                                                                         capsys):
     baseline = save_tiny_lm(tmp_path / "sft", seed=1)
     run = tmp_path / "rl"
-    save_tiny_lm(run / "checkpoint-2" / "policy", seed=1)  # the baseline's weights: keeps every guard
+    save_tiny_lm(run / "checkpoint-2" / "policy", seed=1)  # the baseline's weights: keeps the guards, gains nothing
     save_tiny_lm(run / "checkpoint-10" / "policy", seed=2)
     (run / "checkpoint-3").mkdir()  # no policy/: not a candidate
     out = tmp_path / "select"
@@ -24,13 +24,22 @@ def test_select_compares_every_checkpoint_with_the_baseline_and_names_the_best_e
     assert [c["name"] for c in result["candidates"]] == ["checkpoint-2", "checkpoint-10"]  # numeric order
     assert result["num_pairs"] == 3 and result["skip_pairs"] == 2
     same = result["candidates"][0]
-    assert same["eligible"] and all(c["diff"] == 0 for c in same["comparison"].values())
+    assert all(c["diff"] == 0 for c in same["comparison"].values())
+    assert not same["eligible"] and same["violations"] == ["perceive_hits1 " + "{0:.3f} vs baseline {0:.3f} (needs more "
+                                                           "than +0%)".format(same["value"])]
     rule = SelectionRule()
     expected = choose([check(c["name"], c["comparison"], rule) for c in result["candidates"]])
-    assert result["eligible"] and result["chosen"] == expected.name
-    assert result["chosen_path"] == str(run / expected.name / "policy")
+    name = expected.name if expected else "checkpoint-10"  # none eligible: the last, and it says so
+    assert result["eligible"] == (expected is not None) and result["chosen"] == name
+    assert result["chosen_path"] == str(run / name / "policy")
     assert f"chosen: {result['chosen_path']}" in capsys.readouterr().out
-    assert "**chosen**" in (out / "selection.md").read_text()
+    said = "**chosen**" if expected else "No candidate keeps every guard: falling back to the last, checkpoint-10."
+    assert said in (out / "selection.md").read_text()
+    # --if_none_eligible fail: the identical candidate alone gains nothing, so nothing is eligible: exit 3
+    argv[argv.index("--candidates") + 1] = str(run / "checkpoint-2" / "policy")
+    assert cli(argv + ["--if_none_eligible", "fail"]) == 3
+    assert json.loads((out / "selection.json").read_text())["chosen"] is None
+    assert "no candidate keeps every guard" in capsys.readouterr().err
 
 
 def test_select_errors_name_the_input(tiny_receiver_dir, tmp_path, capsys):

@@ -33,8 +33,12 @@ def test_ties_go_to_the_earlier_candidate_and_nothing_eligible_is_none():
     rule = SelectionRule()
     tied = [check(f"c{i}", comparison(0.3), rule) for i in range(3)]
     assert choose(tied).name == "c0"
-    bad = [check("c0", comparison(0.5, copy=(0.05, 0.02)), rule), check("c1", comparison(0.5, ppl_rel=0.5), rule)]
+    bad = [check("c0", comparison(0.5, copy=(0.05, 0.02)), rule), check("c1", comparison(0.5, ppl_rel=0.5), rule),
+           check("c2", comparison(0.2), rule), check("c3", comparison(0.15), rule)]  # no gain over the baseline's 0.2
     assert choose(bad) is None
+    assert bad[3].violations == ["perceive_hits1 0.150 vs baseline 0.200 (needs more than +0%)"]
+    assert not check("c", comparison(0.22), SelectionRule(min_gain=0.2)).eligible  # +10% < the +20% asked
+    assert check("c", comparison(0.1, hits_base=0.0), rule).eligible  # a baseline of 0: any value above it
     assert "no: " in selection_table(bad, None, rule)
 
 
@@ -45,6 +49,8 @@ def test_guards_are_configurable_and_checked():
         SelectionRule(metric="hits")
     with pytest.raises(ValueError, match="not one that is better higher"):
         SelectionRule(metric="copy_rate")
+    with pytest.raises(ValueError, match="min_gain"):
+        SelectionRule(min_gain=-0.1)
     with pytest.raises(ValueError, match="max_ppl_increase"):
         SelectionRule(max_ppl_increase=-0.1)
     without_ppl = comparison(0.5)
