@@ -5,8 +5,9 @@ stage (``sft``, ``receiver``, ``rl``, ``select``, ``eval``: the options of that 
 the stages together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the
 evaluation uses only their persona pairs. With a ``select`` mapping, ``p2bot select`` picks the RL checkpoint that
 the evaluation reports, on held-out pairs that follow the evaluation's (disjoint from them; enforced); without
-one, the evaluation takes RL's last checkpoint. A stage whose output is complete is skipped, so an interrupted recipe continues
-where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. ``--parallel`` runs SFT and
+one, the evaluation takes RL's last checkpoint. The evaluation also reports perceivability over the speakers whose
+persona the training split does not contain. A stage whose output is complete is skipped, so an interrupted recipe
+continues where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. ``--parallel`` runs SFT and
 the Receiver (independent of each other) side by side as two processes, each with half the CPU threads, their output
 in ``<output_dir>/sft.log`` and ``receiver.log``. Writes ``<output_dir>/<stage>.yaml`` (each stage's config), the
 stages' folders, and ``report.md`` / ``recipe.json`` (seconds per stage, and wall-clock seconds per step of the run).
