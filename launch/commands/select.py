@@ -11,6 +11,7 @@ report results on (``--skip_pairs``): a selection made on the test pairs makes t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -111,24 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     chosen = choose(candidates)
     fallback = chosen is None and cfg.if_none_eligible == "last"
     picked = candidates[-1] if fallback else chosen
-    path_of = {c.name: str(p) for c, p in zip(candidates, paths)}
-    note = ("" if chosen else "No candidate keeps every guard" + (f": falling back to the last, {picked.name}."
-                                                                   if fallback else "."))
+    path_of = {id(c): str(p) for c, p in zip(candidates, paths)}  # names may repeat across run directories
+    note = ("" if chosen else "No candidate beats the baseline and keeps every guard"
+            + (f": falling back to the last, {picked.name}." if fallback else "."))
     table = selection_table(candidates, chosen, rule) + (f"\n\n{note}" if note else "") + "\n"
-    payload = dict(candidates=[dict(name=c.name, path=path_of[c.name], value=c.value, eligible=c.eligible,
+    payload = dict(candidates=[dict(name=c.name, path=path_of[id(c)], value=c.value, eligible=c.eligible,
                                     violations=c.violations, comparison=c.comparison) for c in candidates],
-                   baseline=cfg.compare, rule=dict(metric=rule.metric, max_ppl_increase=rule.max_ppl_increase,
-                                                   no_higher_than_baseline=list(rule.no_higher_than_baseline)),
+                   baseline=cfg.compare, rule=dataclasses.asdict(rule),
                    data=cfg.data or "sample", num_pairs=len(setup.pairs), skip_pairs=cfg.skip_pairs,
                    dialogues_per_pair=cfg.dialogues_per_pair, exchanges=cfg.exchanges, skipped=setup.skipped,
-                   chosen=picked.name if picked else None, chosen_path=path_of[picked.name] if picked else None,
+                   chosen=picked.name if picked else None, chosen_path=path_of[id(picked)] if picked else None,
                    eligible=chosen is not None)
     write_text_atomic(out / TABLE_FILE, table)
     write_text_atomic(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
     print(table)
     print(f"results: {out / RESULTS_FILE}, {out / TABLE_FILE}")
     if picked is None:
-        print("p2bot select: error: no candidate keeps every guard (--if_none_eligible fail)", file=sys.stderr)
+        print("p2bot select: error: no candidate beats the baseline and keeps every guard (--if_none_eligible fail)",
+              file=sys.stderr)
         return 3
     print(f"chosen: {payload['chosen_path']}")
     return 0

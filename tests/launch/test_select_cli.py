@@ -33,13 +33,15 @@ def test_select_compares_every_checkpoint_with_the_baseline_and_names_the_best_e
     assert result["eligible"] == (expected is not None) and result["chosen"] == name
     assert result["chosen_path"] == str(run / name / "policy")
     assert f"chosen: {result['chosen_path']}" in capsys.readouterr().out
-    said = "**chosen**" if expected else "No candidate keeps every guard: falling back to the last, checkpoint-10."
+    fell_back = "No candidate beats the baseline and keeps every guard: falling back to the last, checkpoint-10."
+    said = "**chosen**" if expected else fell_back
     assert said in (out / "selection.md").read_text()
     # --if_none_eligible fail: the identical candidate alone gains nothing, so nothing is eligible: exit 3
     argv[argv.index("--candidates") + 1] = str(run / "checkpoint-2" / "policy")
     assert cli(argv + ["--if_none_eligible", "fail"]) == 3
     assert json.loads((out / "selection.json").read_text())["chosen"] is None
-    assert "no candidate keeps every guard" in capsys.readouterr().err
+    assert "no candidate beats the baseline and keeps every guard" in capsys.readouterr().err
+    assert json.loads((out / "selection.json").read_text())["rule"]["min_gain"] == 0.0
 
 
 def test_select_errors_name_the_input(tiny_receiver_dir, tmp_path, capsys):
