@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -204,17 +203,12 @@ def run_update_phase(mode: str, cfg: BenchSelfPlayConfig, rollouts_path: Path, l
 
 def run(argv: list[str] | None = None) -> int:
     from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
-    from launch.config_io import parse_configs, save_resolved_config
+    from launch.config_io import start_command
     from models.prompt import PromptFormatter
     from models.transmitter import Transmitter
     from rl.selfplay import Sampling, SelfPlayEnv
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    (cfg,) = parse_configs((BenchSelfPlayConfig,), argv, prog="p2bot bench selfplay", description=__doc__)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    out = Path(cfg.output_dir)
-    save_resolved_config(out, cfg)
+    cfg, out = start_command(BenchSelfPlayConfig, argv, prog="p2bot bench selfplay", description=__doc__)
     pairs = list(build_selfplay_pairs(read_dialogues(resolve_data_path(cfg.data)).dialogues, seed=cfg.seed))[: cfg.num_pairs]
     from models.loading import resolve_device, resolve_dtype
 

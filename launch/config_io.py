@@ -39,6 +39,21 @@ def parse_configs(dataclass_types: tuple[type, ...], argv: list[str] | None, pro
         raise SystemExit(2) from None
 
 
+def start_command(config_type: type, argv: list[str] | None, prog: str, description: str = "") -> tuple[Any, Path]:
+    """The common start of a one-config command: tokenizers kept to one process, ``argv`` parsed into
+    ``config_type`` (see ``parse_configs``), its ``torch_threads`` applied (0: torch's default), the resolved config
+    saved to its ``output_dir``. Returns the config and that directory."""
+    import torch
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    (cfg,) = parse_configs((config_type,), argv, prog=prog, description=description)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    out = Path(cfg.output_dir)
+    save_resolved_config(out, cfg)
+    return cfg, out
+
+
 def configure_logging(level: str | None) -> None:
     """Python logging (p2bot, accelerate, DeepSpeed) and transformers' verbosity at ``level``.
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import resource
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -125,18 +123,13 @@ def seed_style_generate(transmitter, context: list[int], max_new_tokens: int, st
 
 def bench_eval(argv: list[str] | None = None) -> int:
     from data_prep import read_dialogues, resolve_data_path
-    from launch.config_io import parse_configs, save_resolved_config
+    from launch.config_io import start_command
     from models.evaluation import build_eval_examples, f1_of, generate_responses
     from models.generation import stop_token_ids
     from models.prompt import PromptFormatter
     from models.transmitter import Transmitter
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    (cfg,) = parse_configs((BenchEvalConfig,), argv, prog="p2bot bench eval", description=__doc__)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    out = Path(cfg.output_dir)
-    save_resolved_config(out, cfg)
+    cfg, out = start_command(BenchEvalConfig, argv, prog="p2bot bench eval", description=__doc__)
     dialogues = read_dialogues(resolve_data_path(cfg.data)).dialogues
     examples = build_eval_examples(dialogues[: cfg.num_examples], num_candidates=2, seed=cfg.seed,
                                    examples_per_dialogue=1)[: cfg.num_examples]

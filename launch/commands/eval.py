@@ -9,17 +9,15 @@ model's own tokenizer level. Writes ``eval_results.json`` and the resolved confi
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from launch.commands.sft import load_dialogues
-from launch.config_io import parse_configs, save_resolved_config
+from launch.config_io import start_command
 from launch.errors import option, require_inputs
 from models.atomic import write_text_atomic
 from models.evaluation import build_eval_examples, evaluate_transmitter
@@ -124,13 +122,8 @@ class EvalConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    (cfg,) = parse_configs((EvalConfig,), argv, prog="p2bot eval", description=__doc__)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+    cfg, out = start_command(EvalConfig, argv, prog="p2bot eval", description=__doc__)
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.output_dir)
-    save_resolved_config(out, cfg)
     require_inputs(models={"--model": cfg.model})
     if cfg.selfplay:
         from launch.commands.eval_selfplay import run_selfplay_eval

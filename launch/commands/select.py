@@ -3,8 +3,8 @@
 Every candidate (by default each ``checkpoint-*/policy`` of an RL ``output_dir``) and the baseline ``--compare`` (the
 run's start model, e.g. SFT) talk on the same persona pairs with the same seeds, scored by the frozen judges of
 ``p2bot eval --selfplay`` (every self-play option of ``eval`` applies). The chosen candidate has the highest
-``--metric`` (judge Hits@1) among those that beat the baseline on it and keep the guards: judge PPL at most ``--max_ppl_increase`` above the
-baseline's, copy and echo rates (``--guards``) no higher than the baseline's. Use pairs disjoint from the ones you
+``--metric`` (judge Hits@1) among those that beat the baseline on it and keep the guards: judge PPL at most
+``--max_ppl_increase`` above the baseline's, copy and echo rates (``--guards``) no higher than the baseline's. Use pairs disjoint from the ones you
 report results on (``--skip_pairs``): a selection made on the test pairs makes the test a selection. Writes
 ``selection.json`` (every candidate's paired comparison, the rule, the choice and its path) and ``selection.md``.
 """
@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from data_prep import DataFormatError
 from launch.commands.eval import EvalConfig
 from launch.commands.eval_selfplay import LoadError, evaluate_model, label, prepare
-from launch.config_io import parse_configs, save_resolved_config
+from launch.config_io import start_command
 from models.atomic import write_text_atomic
 from rl.checkpoint import list_checkpoints
 from rl.eval_stats import compare
@@ -87,12 +84,7 @@ def candidate_name(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    (cfg,) = parse_configs((SelectConfig,), argv, prog="p2bot select", description=__doc__)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    out = Path(cfg.output_dir)
-    save_resolved_config(out, cfg)
+    cfg, out = start_command(SelectConfig, argv, prog="p2bot select", description=__doc__)
     rule = cfg.rule()
     try:
         paths = candidate_paths(cfg.candidates)
