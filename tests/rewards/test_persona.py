@@ -55,6 +55,32 @@ def test_plain_persona_and_batch_normalisation():
         PersonaReward(TableReceiver(table), gamma=1.5)
 
 
+def test_copy_gate_takes_the_persona_credit_of_a_restated_sentence():
+    persona = ["i have two dogs and a cat.", "i work as a nurse at night."]
+    table = {"i have two dogs and a cat.": 5.0,  # restates sentence 1 (recall 1.0)
+             "my two dogs keep me busy.": 4.0,  # names the fact (recall of {two, dogs, cat} = 2/3)
+             "nights at the hospital are long.": 2.0,  # no overlap
+             "what do you do?": -1.0}
+    texts = list(table)
+    plain = PersonaReward(TableReceiver(table))(["p"] * 4, texts, persona=[persona] * 4)
+    assert plain == [5.0, 4.0, 2.0, -1.0]
+    # gate 0.75: only the restatement loses its credit, down to the lowest score of the others
+    gated = PersonaReward(TableReceiver(table), copy_gate=0.75)(["p"] * 4, texts, persona=[persona] * 4)
+    assert gated == [-1.0, 4.0, 2.0, -1.0]
+    # gate 0.6: two of three content words of a sentence is a near-copy too
+    gated = PersonaReward(TableReceiver(table), copy_gate=0.6)(["p"] * 4, texts, persona=[persona] * 4)
+    assert gated == [-1.0, -1.0, 2.0, -1.0]
+    # the gate acts before the mutual discount: the partner's turn before it is credited with the lowered score
+    mutual = PersonaReward(TableReceiver(table), copy_gate=0.75, mutual=True, gamma=0.5)
+    got = mutual(["p"] * 2, ["nights at the hospital are long.", "i have two dogs and a cat."], persona=[persona] * 2,
+                 dialogue_id=["d", "d"], turn=[0, 1])
+    assert got == pytest.approx([2.0 + 0.5 * 2.0, 2.0])
+    # every utterance a copy: nothing to lower it to, scores unchanged
+    assert PersonaReward(TableReceiver(table), copy_gate=0.75)(["p"], texts[:1], persona=[persona]) == [5.0]
+    with pytest.raises(ValueError, match="copy_gate"):
+        PersonaReward(TableReceiver(table), copy_gate=0.0)
+
+
 @pytest.mark.slow
 def test_real_receiver_prefers_an_utterance_stating_its_own_persona(real_receiver):
     persona = ["i have two dogs and a cat.", "i work as a nurse at night.", "my favorite food is pizza."]
