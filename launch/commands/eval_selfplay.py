@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from data_prep import DataFormatError, build_selfplay_pairs, read_dialogues, resolve_data_path
-from launch.commands.sft import load_dialogues
+from data_prep import DataFormatError, build_selfplay_pairs, resolve_data_path
+from launch.errors import read_data
 from models.atomic import write_text_atomic
 from models.judges import LMJudge, NLIJudge, PersonaJudge
 from models.loading import resolve_device, resolve_dtype
@@ -48,8 +48,9 @@ def _load(what: str, name: str, loader):
         raise LoadError(f"{what} {name!r}: {err}") from err
 
 
-def build_judges(cfg, device: str) -> tuple[Judges, list[str]]:
-    """The frozen judges of ``cfg`` and notes on what was skipped."""
+def build_judges(cfg, device: str, data_dialogues=None) -> tuple[Judges, list[str]]:
+    """The frozen judges of ``cfg`` and notes on what was skipped. ``data_dialogues``: every dialogue of ``cfg.data``,
+    already read (reused when ``--seen_personas_from`` names the same file)."""
     skipped = []
     encoder = _load("--judge_encoder", cfg.judge_encoder, lambda: Receiver.from_pretrained(cfg.judge_encoder, device=device))
     lm = None
@@ -71,7 +72,8 @@ def build_judges(cfg, device: str) -> tuple[Judges, list[str]]:
         skipped.append("consistency: no --nli_model given (any MNLI-style sequence-classification checkpoint)")
     seen = None
     if cfg.seen_personas_from:
-        trained = load_dialogues(cfg.seen_personas_from, None, cfg.seen_personas_skip)
+        same = data_dialogues is not None and resolve_data_path(cfg.seen_personas_from) == resolve_data_path(cfg.data)
+        trained = (data_dialogues if same else read_data(cfg.seen_personas_from).dialogues)[cfg.seen_personas_skip:]
         seen = frozenset(persona_key(p) for d in trained for p in (d.persona_a, d.persona_b) if p)
     settings = JudgeSettings(num_candidates=cfg.num_persona_candidates, seen_personas=seen)
     return Judges(PersonaJudge(encoder, cfg.judge_aggregate), lm, receiver, nli, settings), skipped
@@ -112,16 +114,17 @@ def prepare(cfg) -> Setup:
     Raises ``DataFormatError``, ``FileNotFoundError``, ``ValueError`` or ``LoadError`` with a message naming the input.
     """
     device = resolve_device(cfg.device)
-    dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
+    everything = read_data(cfg.data, cfg.data_format).dialogues
+    dialogues = everything[cfg.skip_dialogues:]
+    dialogues = dialogues[: cfg.max_dialogues] if cfg.max_dialogues else dialogues
     pairs = list(build_selfplay_pairs(dialogues, seed=cfg.seed))[cfg.skip_pairs:]
     pairs = pairs[: cfg.pairs] if cfg.pairs else pairs
     if not pairs:
         raise ValueError(f"{cfg.data or 'sample'}: no persona pair left in the selected range "
                          f"(skip_dialogues={cfg.skip_dialogues}, max_dialogues={cfg.max_dialogues}, "
                          f"skip_pairs={cfg.skip_pairs})")
-    everything = read_dialogues(resolve_data_path(cfg.data), format=cfg.data_format).dialogues
     pool = [p for d in everything for p in (d.persona_a, d.persona_b) if p]
-    judges, skipped = build_judges(cfg, device)
+    judges, skipped = build_judges(cfg, device, everything)
     partner = None
     if cfg.partner:
         partner = _load("--partner", cfg.partner, lambda: Transmitter.from_pretrained(

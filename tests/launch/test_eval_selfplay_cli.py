@@ -69,8 +69,11 @@ def test_selfplay_eval_without_nli_says_it_skipped(tiny_policy, tiny_receiver_di
     assert "comparison" not in result and any(s.startswith("consistency") for s in result["skipped"])
     summary = next(iter(result["summaries"].values()))
     assert "contradiction_persona" not in summary
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "Skipped: consistency" in printed
+    # --seen_personas_from names the evaluated file (the sample): it is read once
+    assert captured.err.count("records read") == 1
     # unseen personas: those of the 3 evaluated pairs (the first 3 dialogues) that no later sample dialogue has
     dialogues = read_dialogues(resolve_data_path("")).dialogues
     seen = {persona_key(p) for d in dialogues[3:] for p in (d.persona_a, d.persona_b)}
