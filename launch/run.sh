@@ -22,7 +22,7 @@ want=$(cat pyproject.toml launch/run.sh | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # torch's CPU wheel, transformers, DeepSpeed and the two embedded models take about 2 GB in the venv,
   # and the test suite writes checkpoints under the temp dir: warn before pip fails with a bare OSError.
-  free_mb=$(df -Pm "$venv" | awk 'NR==2 {print $4}')
+  free_mb=$(df -Pm "$venv" 2>/dev/null | awk 'NR==2 {print $4}' || true)
   if [ -n "$free_mb" ] && [ "$free_mb" -lt 3072 ]; then
     echo "[p2bot] warning: only ${free_mb} MB free on the disk holding $venv; the install needs about" \
          "2 GB and the tests about 1 GB more (set P2BOT_VENV to a folder on a larger disk, or free space)" >&2
