@@ -15,24 +15,32 @@ class FluencyReward(Reward):
     By default (the seed's choice) the utterance is scored on its own: c is just the BOS token (EOS where the
     tokenizer has no BOS) and u its text tokens. With ``condition_on_context=True``, c is the speaker's prompt
     (``formatter.encode_context(persona, history)`` when those kwargs are given, else the tokenized prompt) and u
-    is ``formatter.encode_response(text)``, so the end marker is scored too.
+    is ``formatter.encode_response(text)``, so the end marker is scored too. ``persona_in_context=False`` leaves the
+    persona out of c (the layout's head, the history, the response-opening marker): the judge then no longer finds the
+    speaker's persona sentences in the context, so restating one is not made more predictable than any other turn
+    (README, "Reward hacks").
 
     Args:
         scorer: an ``LMScorer`` (default: ``pool.lm_scorer()``).
         pool: a ``ScorerPool`` to take the scorer and formatter from.
         formatter: the ``PromptFormatter`` for context mode (default: ``pool.formatter()``).
         condition_on_context: score the utterance after its context instead of on its own.
+        persona_in_context: with ``condition_on_context``, whether that context holds the speaker's persona (needs the
+            kwarg ``history`` and a ``PromptFormatter`` when False).
         empty_score: value for an utterance with no tokens.
     """
 
     name = "fluency"
 
     def __init__(self, scorer=None, *, pool=None, formatter=None, condition_on_context: bool = False,
-                 empty_score: float = -10.0):
+                 persona_in_context: bool = True, empty_score: float = -10.0):
         if scorer is None and pool is None:
             raise ValueError("FluencyReward needs a scorer or a pool")
         self._scorer, self._formatter, self.pool = scorer, formatter, pool
         self.condition_on_context, self.empty_score = condition_on_context, float(empty_score)
+        self.persona_in_context = bool(persona_in_context)
+        if not self.persona_in_context and not condition_on_context:
+            raise ValueError("fluency: persona_in_context=False only applies with condition_on_context=True")
 
     @property
     def scorer(self):
@@ -56,7 +64,12 @@ class FluencyReward(Reward):
             return [self.scorer.start_ids] * len(texts), [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         personas, histories = column(kwargs, "persona", len(texts)), column(kwargs, "history", len(texts))
         fmt = self.formatter
-        if personas is not None and histories is not None and fmt is not None:
+        if not self.persona_in_context:
+            if histories is None or fmt is None:
+                raise ValueError("fluency with persona_in_context=False needs the kwarg 'history' and a formatter")
+            prefixes = [fmt.head_ids + fmt.encode_history(h) + fmt.response_open_ids or self.scorer.start_ids
+                        for h in histories]
+        elif personas is not None and histories is not None and fmt is not None:
             prefixes = [fmt.encode_context(p, h) for p, h in zip(personas, histories)]
         else:
             prefixes = [self.scorer.start_ids + tok(p, add_special_tokens=False)["input_ids"] for p in as_texts(prompts)]

@@ -2,6 +2,7 @@ import peft
 import pytest
 import torch
 
+from models.prompt import PromptFormatter
 from models.scorers import LMScorer
 from rewards import FluencyReward
 
@@ -78,3 +79,22 @@ def test_lora_policy_is_scored_with_its_adapter_disabled(make_tiny_llama, smollm
     with_adapter = FluencyReward(LMScorer(lora, tok, disable_adapter=False))(["p"], ["i love dogs."])
     assert as_reference == pytest.approx(base_scores, abs=1e-5)
     assert abs(with_adapter[0] - base_scores[0]) > 1e-3
+
+
+def test_persona_blind_context_scores_after_the_history_alone(make_tiny_llama, smollm2_tokenizer):
+    tok, model = smollm2_tokenizer, make_tiny_llama(0)
+    fmt = PromptFormatter(tok, max_history_tokens=64)
+    reward = FluencyReward(LMScorer(model, tok), formatter=fmt, condition_on_context=True, persona_in_context=False)
+    persona, history, text = ["i am a nurse."], ["hi, what do you do?"], "i work nights at the hospital."
+    got = reward(["ignored"], [text], persona=[persona], history=[history])[0]
+    blind = fmt.head_ids + fmt.encode_history(history) + fmt.response_open_ids
+    assert got == pytest.approx(manual_mean_logprob(model, blind, fmt.encode_response(text)), abs=1e-4)
+    seen = FluencyReward(LMScorer(model, tok), formatter=fmt, condition_on_context=True)(
+        ["ignored"], [text], persona=[persona], history=[history])[0]
+    assert abs(seen - got) > 1e-4  # the persona block changed the context
+    other_persona = reward(["ignored"], [text], persona=[["i fly planes."]], history=[history])[0]
+    assert other_persona == pytest.approx(got, abs=1e-6)  # and here it is not read at all
+    with pytest.raises(ValueError, match="history"):
+        reward(["ignored"], [text], persona=[persona])
+    with pytest.raises(ValueError, match="condition_on_context"):
+        FluencyReward(LMScorer(model, tok), persona_in_context=False)
