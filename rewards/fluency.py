@@ -18,7 +18,7 @@ class FluencyReward(Reward):
     is ``formatter.encode_response(text)``, so the end marker is scored too. ``persona_in_context=False`` leaves the
     persona out of c (the layout's head, the history, the response-opening marker): the judge then no longer finds the
     speaker's persona sentences in the context, so restating one is not made more predictable than any other turn
-    (README, "Reward hacks").
+    (measured on the recipe: fewer loops, no less copying; README, "Fluency without the persona in its context").
 
     Args:
         scorer: an ``LMScorer`` (default: ``pool.lm_scorer()``).
