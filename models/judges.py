@@ -82,7 +82,7 @@ class LMJudge:
         if self.context == "persona_history":
             return f.encode_context(persona, history)
         if self.context == "history":
-            return f.head_ids + f.encode_history(history) + f.response_open_ids
+            return f.encode_history_context(history)
         return self.scorer.start_ids + f.response_open_ids
 
     def nll(self, personas: Sequence[Sequence[str]], histories: Sequence[Sequence[str]], utterances: Sequence[str],

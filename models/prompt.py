@@ -101,6 +101,10 @@ class PromptFormatter:
         """The newest turns that fit ``max_history_tokens``; the last entry is the partner's."""
         return [t for turn in self._kept_turns(history) for t in turn.ids]
 
+    def encode_history_context(self, history: Sequence[str]) -> list[int]:
+        """The context without the persona: the layout's head, the history (left-truncated), the response opener."""
+        return self._head_ids + self.encode_history(history) + list(self._open_ids)
+
     def encode_context(self, persona: Sequence[str], history: Sequence[str]) -> list[int]:
         """Persona, then history (left-truncated), then the response-opening marker.
 

@@ -16,7 +16,7 @@ class FluencyReward(Reward):
     tokenizer has no BOS) and u its text tokens. With ``condition_on_context=True``, c is the speaker's prompt
     (``formatter.encode_context(persona, history)`` when those kwargs are given, else the tokenized prompt) and u
     is ``formatter.encode_response(text)``, so the end marker is scored too. ``persona_in_context=False`` leaves the
-    persona out of c (the layout's head, the history, the response-opening marker): the judge then no longer finds the
+    persona out of c (``formatter.encode_history_context(history)``): the judge then no longer finds the
     speaker's persona sentences in the context, so restating one is not made more predictable than any other turn
     (measured on the recipe: fewer loops, no less copying; README, "Fluency without the persona in its context").
 
@@ -67,8 +67,7 @@ class FluencyReward(Reward):
         if not self.persona_in_context:
             if histories is None or fmt is None:
                 raise ValueError("fluency with persona_in_context=False needs the kwarg 'history' and a formatter")
-            prefixes = [fmt.head_ids + fmt.encode_history(h) + fmt.response_open_ids or self.scorer.start_ids
-                        for h in histories]
+            prefixes = [fmt.encode_history_context(h) or self.scorer.start_ids for h in histories]
         elif personas is not None and histories is not None and fmt is not None:
             prefixes = [fmt.encode_context(p, h) for p, h in zip(personas, histories)]
         else:

@@ -31,6 +31,15 @@ def test_chatml_layout_and_speaker_markers(tok):
     assert tok.decode(fmt.encode_context(PERSONA, HISTORY[1:])).count("<|im_start|>user") == 1
 
 
+def test_history_context_is_the_context_without_the_persona(tok):
+    fmt = PromptFormatter(tok)
+    text = tok.decode(fmt.encode_history_context(HISTORY))
+    assert not any(p in text for p in PERSONA) and "<|im_start|>system" not in text
+    assert _is_suffix(fmt.encode_history(HISTORY) + fmt.response_open_ids, fmt.encode_history_context(HISTORY))
+    assert _is_suffix(fmt.encode_history_context(HISTORY), fmt.encode_context(PERSONA, HISTORY))  # system turn first
+    assert tok.decode(fmt.encode_history_context([])) == "<|im_start|>assistant\n"
+
+
 @pytest.mark.parametrize("style", ["chatml", "plain"])
 def test_truncation_properties(tok, style):
     _check_truncation(tok, style)
