@@ -23,11 +23,12 @@ from models.generation import stop_token_ids
 from models.tracking import resolve_report_to
 from rl.advantages import kl_penalty, whiten
 from rl.algorithms import ALGO_SPECS, compute_advantages
+from rl.anchor import persona_anchor_rollouts
 from rl.config import PPOConfig
 from rl.episodes import LAYOUTS
-from rl.experience import Experience, Rollout
+from rl.experience import Experience, Rollout, collate
 from rl.kl import build_kl_controller
-from rl.losses import entropy_loss, kl_loss, policy_loss, reinforce_loss, value_loss
+from rl.losses import anchor_loss, entropy_loss, kl_loss, policy_loss, reinforce_loss, value_loss
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,12 @@ class PPOTrainer:
         lagged_partner: a ``rl.partner.LaggedPartner``, synced from the policy every ``partner_sync_steps`` steps.
         end_token_ids: the tokens that close a response (``missing_eos_penalty``); default: the tokenizer's EOS and
             the chat format's end-of-turn token.
+        formatter: the ``models.prompt.PromptFormatter`` whose responses the policy produces (the persona anchor
+            encodes persona sentences with it); default: one over the policy's tokenizer.
     """
 
     def __init__(self, config: PPOConfig, policy, ref_policy=None, reward_fn=None, accelerator: Accelerator | None = None,
-                 value_model=None, end_token_ids=None, lagged_partner=None):
+                 value_model=None, end_token_ids=None, lagged_partner=None, formatter=None):
         self.config = config
         self.accelerator = accelerator or build_accelerator(config)
         if self.accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
@@ -112,6 +115,14 @@ class PPOTrainer:
         self._configure_deepspeed()
         self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)  # the scheduler: rl.checkpoint, as JSON
         self.ref_model = self._prepare_ref(ref_policy)
+        if config.persona_anchor_coef > 0 and self.ref_model is None and not self.use_peft:
+            raise ValueError("persona_anchor_coef > 0 measures the rise of persona sentences' log-probability above a "
+                             "reference policy: give a ref_policy (or a LoRA policy, whose base is the reference)")
+        if formatter is None and config.persona_anchor_coef > 0:
+            from models.prompt import PromptFormatter
+
+            formatter = PromptFormatter(self.tokenizer)
+        self.formatter = formatter
         self.lagged_partner = lagged_partner
         if lagged_partner is not None:  # the partner starts as the policy's start point
             with self.generation_model() as bare:
@@ -197,6 +208,20 @@ class PPOTrainer:
                 return self._forward(self.model, exp, with_values=False)[0]
         return None
 
+    def _anchor_experience(self, rollouts: list[Rollout]) -> Experience | None:
+        """The persona anchor's rows (``rl.anchor``) with their reference log-probs, or None when it is off. It is
+        off for the whole step when any process has fewer rows than micro-batches (every process must run the
+        same forwards under ZeRO-3)."""
+        if self.config.persona_anchor_coef <= 0:
+            return None
+        anchors = persona_anchor_rollouts(rollouts, lambda text: self.formatter.encode_response(text)[:-1], self.global_step)
+        if not self._all_ranks(len(anchors) >= self.config.gradient_accumulation_steps):
+            return None
+        exp = collate(anchors, self.pad_token_id, self.accelerator.device)
+        with torch.no_grad():
+            exp.ref_logprobs = self._ref_logprobs(exp)
+        return exp
+
     def _all_ranks(self, flag: bool) -> bool:
         """True when ``flag`` holds on every process."""
         t = torch.tensor([0.0 if flag else 1.0], device=self.accelerator.device)
@@ -252,7 +277,7 @@ class PPOTrainer:
                 "objective/non_score_reward": (-in_reward * turn_kl).mean().item(), "objective/kl_coef": beta,
                 "response/length": (mask.sum(1) / exp.turn_mask.sum(1).clamp(min=1)).mean().item()}
 
-    def _loss(self, mb: Experience) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _loss(self, mb: Experience, anchor: Experience | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, spec, mask = self.config, self.spec, mb.response_mask
         logprobs, entropy, values = self._forward(self.model, mb, with_values=spec.critic, with_entropy=True)
         if spec.clipped:
@@ -271,11 +296,19 @@ class PPOTrainer:
             k_loss, k_stats = kl_loss(logprobs, mb.ref_logprobs, mask)
             loss = loss + self.kl_ctl.value * k_loss
             stats.update(k_stats, **{"loss/kl": k_loss.detach()})
+        if anchor is not None:
+            a_logprobs = self._forward(self.model, anchor, with_values=False)[0]
+            a_loss, a_stats = anchor_loss(a_logprobs, anchor.ref_logprobs, anchor.response_mask)
+            loss = loss + cfg.persona_anchor_coef * a_loss
+            stats.update(a_stats, **{"loss/anchor": a_loss.detach()})
         stats["loss/total"] = loss.detach()
         return loss, stats
 
-    def update(self, exp: Experience) -> dict[str, float]:
+    def update(self, exp: Experience, anchor: Experience | None = None) -> dict[str, float]:
         """``num_ppo_epochs`` passes of ``num_mini_batches`` optimizer steps, each over ``gradient_accumulation_steps`` micro-batches.
+
+        ``anchor`` (the persona anchor's rows) is split over each mini-batch's micro-batches, so that every
+        optimizer step sees all of it once.
 
         A micro-batch whose loss is NaN/inf on any process gets no backward anywhere; without DeepSpeed its
         mini-batch's optimizer step is dropped, under DeepSpeed (which steps inside ``backward``) the step still
@@ -292,9 +325,11 @@ class PPOTrainer:
             perm = torch.randperm(len(exp))
             for mb_idx in perm.tensor_split(n_mb):
                 bad_in_mb = False
-                for micro_idx in mb_idx.tensor_split(n_acc):
+                anchor_parts = torch.arange(len(anchor)).tensor_split(n_acc) if anchor is not None else [None] * n_acc
+                for micro_idx, anchor_idx in zip(mb_idx.tensor_split(n_acc), anchor_parts):
                     with acc.accumulate(self.model):
-                        loss, stats = self._loss(exp.select(micro_idx.to(exp.input_ids.device)))
+                        part = anchor.select(anchor_idx.to(anchor.input_ids.device)) if anchor is not None else None
+                        loss, stats = self._loss(exp.select(micro_idx.to(exp.input_ids.device)), part)
                         if self._all_ranks(bool(torch.isfinite(loss))):
                             acc.backward(loss)
                             for k, v in stats.items():
@@ -331,6 +366,7 @@ class PPOTrainer:
             raise ValueError("step() needs at least one rollout")
         # --- experience ---
         exp, rows = self.make_experience(rollouts)
+        anchor = self._anchor_experience(rollouts)
         inputs_ok = all(bool(torch.isfinite(t[exp.response_mask.bool()]).all()) for t in
                         (exp.old_logprobs, exp.ref_logprobs, exp.old_values) if t is not None)
         inputs_ok = inputs_ok and bool(torch.isfinite(exp.turn_scores[exp.turn_mask > 0]).all())
@@ -342,7 +378,7 @@ class PPOTrainer:
             # --- advantages ---
             stats.update(self.compute_advantages(exp, rows))
             # --- update ---
-            stats.update(self.update(exp))
+            stats.update(self.update(exp, anchor))
             stats["guard/skipped_update"] = 0.0
         stats = self._reduce(stats)
         stats.update(self._reward_components(rollouts))

@@ -134,7 +134,8 @@ def build_run(cfg: PPOConfig, accelerator) -> Run:
     reward_fn = build_composite(cfg.reward_funcs, cfg.reward_weights, pool=pool)
     formatter = PromptFormatter(policy.tokenizer, max_history_tokens=cfg.max_history_tokens)
     trainer = PPOTrainer(cfg, policy, ref, reward_fn, accelerator, value_model=value_model,
-                         end_token_ids=[formatter.end_token_id], lagged_partner=lagged)
+                         end_token_ids=[formatter.end_token_id], lagged_partner=lagged,
+                         formatter=formatter)
     if hasattr(reward_fn, "setup"):
         reward_fn.setup(accelerator)
     with option("--data_path"):
