@@ -321,11 +321,11 @@ class PPOTrainer:
         sums: dict[str, list[float]] = defaultdict(list)
         skipped_micro = skipped_steps = 0
         self.model.train()
+        anchor_parts = torch.arange(len(anchor)).tensor_split(n_acc) if anchor is not None else [None] * n_acc
         for _epoch in range(cfg.num_ppo_epochs):
             perm = torch.randperm(len(exp))
             for mb_idx in perm.tensor_split(n_mb):
                 bad_in_mb = False
-                anchor_parts = torch.arange(len(anchor)).tensor_split(n_acc) if anchor is not None else [None] * n_acc
                 for micro_idx, anchor_idx in zip(mb_idx.tensor_split(n_acc), anchor_parts):
                     with acc.accumulate(self.model):
                         part = anchor.select(anchor_idx.to(anchor.input_ids.device)) if anchor is not None else None
@@ -366,7 +366,6 @@ class PPOTrainer:
             raise ValueError("step() needs at least one rollout")
         # --- experience ---
         exp, rows = self.make_experience(rollouts)
-        anchor = self._anchor_experience(rollouts)
         inputs_ok = all(bool(torch.isfinite(t[exp.response_mask.bool()]).all()) for t in
                         (exp.old_logprobs, exp.ref_logprobs, exp.old_values) if t is not None)
         inputs_ok = inputs_ok and bool(torch.isfinite(exp.turn_scores[exp.turn_mask > 0]).all())
@@ -378,7 +377,7 @@ class PPOTrainer:
             # --- advantages ---
             stats.update(self.compute_advantages(exp, rows))
             # --- update ---
-            stats.update(self.update(exp, anchor))
+            stats.update(self.update(exp, self._anchor_experience(rollouts)))
             stats["guard/skipped_update"] = 0.0
         stats = self._reduce(stats)
         stats.update(self._reward_components(rollouts))
