@@ -218,8 +218,12 @@ class PPOTrainer:
         if not self._all_ranks(len(anchors) >= self.config.gradient_accumulation_steps):
             return None
         exp = collate(anchors, self.pad_token_id, self.accelerator.device)
+        # the reference forward in as many chunks as the update has micro-batches (the same count on every
+        # process, as ZeRO-3 needs): one chunk's logits at a time, as make_experience does
+        chunks = torch.arange(len(exp), device=exp.input_ids.device).tensor_split(self.config.gradient_accumulation_steps)
         with torch.no_grad():
-            exp.ref_logprobs = self._ref_logprobs(exp)
+            ref = [self._ref_logprobs(exp.select(idx)) for idx in chunks]
+        exp.ref_logprobs = torch.cat(ref) if ref[0] is not None else None
         return exp
 
     def _all_ranks(self, flag: bool) -> bool:

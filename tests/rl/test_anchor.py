@@ -83,3 +83,26 @@ def test_anchor_holds_a_rewarded_persona_sentence_at_the_reference_likelihood(ti
     else:
         assert stats[-1]["loss/anchor"] >= 0.0 and "anchor/logratio" in stats[-1]
         assert rise < 2.0, rise
+
+
+def test_anchor_reference_runs_in_one_chunk_per_micro_batch_and_matches_one_forward(tiny_model_dir, smollm2_tokenizer):
+    """With 2 micro-batches the reference sees the anchor rows in 2 forwards, and their log-probs are those of one
+    forward over all rows (row order and padding kept)."""
+    torch.manual_seed(0)
+    policy = Transmitter.from_pretrained(str(tiny_model_dir), with_value_head=True)
+    ref = Transmitter.from_pretrained(str(tiny_model_dir))
+    fmt = PromptFormatter(smollm2_tokenizer)
+    cfg = PPOConfig(pairs_per_step=2, rollouts_per_pair=1, gradient_accumulation_steps=2, max_steps=1,
+                    persona_anchor_coef=1.0)
+    trainer = PPOTrainer(cfg, policy, ref, formatter=fmt)
+    rollouts = [Rollout(fmt.encode_context(p, ["hi!"]), [5, 6], score=1.0, info={"persona": p}) for p in (PERSONA, OTHER)]
+    calls = []
+    forward = ref.forward
+    ref.forward = lambda *a, **k: calls.append(k["input_ids"].shape[0]) or forward(*a, **k)
+    exp = trainer._anchor_experience(rollouts)
+    ref.forward = forward
+    assert calls == [2, 2]  # 4 rows (2 personas x 2 sentences) in 2 chunks
+    with torch.no_grad():
+        whole = trainer._forward(ref, exp, with_values=False)[0]
+    torch.testing.assert_close(exp.ref_logprobs, whole)
+    assert exp.ref_logprobs.shape == exp.response_mask.shape
