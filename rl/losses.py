@@ -91,6 +91,24 @@ def anchor_loss(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.
     return torch.relu(rise).mean(), {"anchor/logratio": rise.mean().detach(), "anchor/active": (rise > 0).float().mean()}
 
 
+def copy_unlikelihood_loss(logits: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Unlikelihood (Welleck et al. 2020) of the tokens that would complete a persona copy (``rl.copy_guard``):
+    ``mean over guarded positions of -log(1 - Σ_c π(c))``, c over ``candidates[b, t]`` (-1 pads). Guarded positions
+    are response tokens (``mask``) with at least one candidate; the loss is 0 without any. ``logits`` (B, R, V) are
+    the sampled distribution's (after the temperature)."""
+    valid = candidates >= 0  # (B, R, M)
+    guarded = valid.any(-1) & (mask > 0)  # (B, R)
+    if not bool(guarded.any()):
+        zero = (logits * 0.0).sum()
+        return zero, {"copy_guard/prob": zero.detach(), "copy_guard/positions": zero.detach()}
+    logp = logits[guarded].log_softmax(-1)  # (N, V)
+    cand = candidates[guarded]  # (N, M)
+    picked = logp.gather(1, cand.clamp(min=0)).masked_fill(~valid[guarded], float("-inf"))
+    p = picked.logsumexp(-1).exp().clamp(max=1.0 - 1e-6)  # (N,) mass on the completing tokens
+    loss = -torch.log1p(-p).mean()
+    return loss, {"copy_guard/prob": p.mean().detach(), "copy_guard/positions": guarded.float().sum().detach()}
+
+
 def reinforce_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The plain policy gradient (Williams 1992), the seed's loss: ``-A·log π`` (no ratio, no clipping)."""
     loss = masked_mean(-advantages * logprobs, mask)

@@ -25,10 +25,19 @@ from rl.advantages import kl_penalty, whiten
 from rl.algorithms import ALGO_SPECS, compute_advantages
 from rl.anchor import persona_anchor_rollouts
 from rl.config import PPOConfig
+from rl.copy_guard import CopyGuard
 from rl.episodes import LAYOUTS
 from rl.experience import Experience, Rollout, collate
 from rl.kl import build_kl_controller
-from rl.losses import anchor_loss, entropy_loss, kl_loss, policy_loss, reinforce_loss, value_loss
+from rl.losses import (
+    anchor_loss,
+    copy_unlikelihood_loss,
+    entropy_loss,
+    kl_loss,
+    policy_loss,
+    reinforce_loss,
+    value_loss,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +132,7 @@ class PPOTrainer:
 
             formatter = PromptFormatter(self.tokenizer)
         self.formatter = formatter
+        self.copy_guard = CopyGuard(self.tokenizer, config.copy_guard_threshold) if config.copy_guard_coef > 0 else None
         self.lagged_partner = lagged_partner
         if lagged_partner is not None:  # the partner starts as the policy's start point
             with self.generation_model() as bare:
@@ -180,11 +190,12 @@ class PPOTrainer:
                 model.train()
 
     # --- forward ---
-    def _forward(self, model, exp: Experience, with_values: bool, with_entropy: bool = False):
-        """Per-token log-probs (B, R), entropy (B, R) or None and values (B, R) or None of the trained tokens.
+    def _forward(self, model, exp: Experience, with_values: bool, with_entropy: bool = False, with_logits: bool = False):
+        """Per-token log-probs (B, R), entropy (B, R) or None, values (B, R) or None of the trained tokens, and their
+        logits (B, R, V) when ``with_logits``, else None.
 
-        The LM head runs only at ``exp.response_index``; log-probs and entropy are of ``logits / temperature``, the
-        distribution each row was sampled from.
+        The LM head runs only at ``exp.response_index``; log-probs, entropy and logits are of ``logits / temperature``,
+        the distribution each row was sampled from.
         """
         B, R = exp.response_ids.shape
         out = model(input_ids=exp.input_ids, attention_mask=exp.attention_mask, with_values=with_values,
@@ -198,7 +209,7 @@ class PPOTrainer:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.entropy_coef > 0):
                 entropy = entropy_from_logits(logits)  # (B, R)
         values = out.values.gather(1, exp.response_index).float() if with_values else None  # (B, R)
-        return logprobs, entropy, values
+        return logprobs, entropy, values, (logits if with_logits else None)
 
     def _ref_logprobs(self, exp: Experience) -> torch.Tensor | None:
         if self.ref_model is not None:
@@ -226,6 +237,27 @@ class PPOTrainer:
         exp.ref_logprobs = torch.cat(ref) if ref[0] is not None else None
         return exp
 
+    def _copy_candidates(self, rows: list[list[Rollout]], width: int) -> torch.Tensor:
+        """(B, R, M) the copy guard's token ids at each trained token (-1 pads; M ≥ 1); rows' own turns lie end to end
+        in the response columns, as both episode layouts put them. Rollouts without a persona, or scored None, get
+        none."""
+        per_row = []
+        for row in rows:
+            sets: list[set[int]] = []
+            for r in row:
+                persona = r.info.get("persona")
+                if r.score is not None and persona:
+                    sets.extend(self.copy_guard.candidates(r.response_ids, persona))
+                else:
+                    sets.extend(set() for _ in r.response_ids)
+            per_row.append(sets)
+        m = max([1] + [len(c) for sets in per_row for c in sets])
+        out = torch.full((len(rows), width, m), -1, dtype=torch.long)
+        for b, sets in enumerate(per_row):
+            for t, c in enumerate(sets[:width]):
+                out[b, t, :len(c)] = torch.tensor(sorted(c), dtype=torch.long)
+        return out
+
     def _all_ranks(self, flag: bool) -> bool:
         """True when ``flag`` holds on every process."""
         t = torch.tensor([0.0 if flag else 1.0], device=self.accelerator.device)
@@ -239,6 +271,8 @@ class PPOTrainer:
         """
         layout = LAYOUTS[self.config.episode_layout](rollouts, self.pad_token_id, self.accelerator.device)
         exp = layout.experience
+        if self.copy_guard is not None:
+            exp.copy_candidates = self._copy_candidates(layout.rows, exp.response_ids.shape[1]).to(exp.input_ids.device)
         if self.config.missing_eos_penalty is not None:
             missing = torch.tensor([[not self.end_token_ids & set(r.response_ids) for r in row]
                                     + [False] * (exp.turn_scores.shape[1] - len(row)) for row in layout.rows],
@@ -253,7 +287,7 @@ class PPOTrainer:
             self.model.eval()
             for idx in chunks:
                 part = exp.select(idx)
-                logprobs, _, v = self._forward(self.model, part, with_values=self.spec.critic)
+                logprobs, _, v, _ = self._forward(self.model, part, with_values=self.spec.critic)
                 old.append(logprobs)
                 values.append(v)
                 ref.append(self._ref_logprobs(part))
@@ -283,7 +317,9 @@ class PPOTrainer:
 
     def _loss(self, mb: Experience, anchor: Experience | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, spec, mask = self.config, self.spec, mb.response_mask
-        logprobs, entropy, values = self._forward(self.model, mb, with_values=spec.critic, with_entropy=True)
+        guard = cfg.copy_guard_coef > 0 and mb.copy_candidates is not None
+        logprobs, entropy, values, logits = self._forward(self.model, mb, with_values=spec.critic, with_entropy=True,
+                                                          with_logits=guard)
         if spec.clipped:
             pg_loss, stats = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mask, cfg.cliprange)
         else:
@@ -300,6 +336,10 @@ class PPOTrainer:
             k_loss, k_stats = kl_loss(logprobs, mb.ref_logprobs, mask)
             loss = loss + self.kl_ctl.value * k_loss
             stats.update(k_stats, **{"loss/kl": k_loss.detach()})
+        if guard:
+            g_loss, g_stats = copy_unlikelihood_loss(logits, mb.copy_candidates, mask)
+            loss = loss + cfg.copy_guard_coef * g_loss
+            stats.update(g_stats, **{"loss/copy_guard": g_loss.detach()})
         if anchor is not None:
             a_logprobs = self._forward(self.model, anchor, with_values=False)[0]
             a_loss, a_stats = anchor_loss(a_logprobs, anchor.ref_logprobs, anchor.response_mask)
