@@ -28,8 +28,12 @@ def missing_copy_words(said: set[str], persona: Sequence[str], threshold: float 
     Empty when no sentence (of ≥ ``min_words`` content words) is exactly one word short, or when it is already
     copied (the copy happened: nothing is left to guard).
     """
+    return _missing(said, [content_words(s) for s in persona], threshold, min_words)
+
+
+def _missing(said: set[str], sentences: Sequence[set[str]], threshold: float, min_words: int) -> set[str]:
+    """``missing_copy_words`` over the persona sentences' content-word sets."""
     out: set[str] = set()
-    sentences = [content_words(s) for s in persona]
     if any(len(s) >= min_words and len(said & s) >= words_to_copy(s, threshold) for s in sentences):
         return out
     for s in sentences:
@@ -76,10 +80,11 @@ class CopyGuard:
 
     def candidates(self, response_ids: Sequence[int], persona: Sequence[str]) -> list[set[int]]:
         out = []
+        sentences = [content_words(s) for s in persona]  # once per response, not once per position
         for t in range(len(response_ids)):
             said = content_words(self.tokenizer.decode(list(response_ids[:t]), skip_special_tokens=True))
             ids: set[int] = set()
-            for word in missing_copy_words(said, persona, self.threshold, self.min_words):
+            for word in _missing(said, sentences, self.threshold, self.min_words):
                 ids |= self._word_starts(word)
             out.append(ids)
         return out
