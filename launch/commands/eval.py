@@ -68,6 +68,10 @@ class EvalConfig:
     compare: str | None = field(default=None, metadata={
         "help": "--selfplay: a second model run on the same pairs and seeds; differences are model - compare, with "
                 "paired-bootstrap CIs"})
+    compare_transcripts: str | None = field(default=None, metadata={
+        "help": "--selfplay: with --compare, read the compare model's dialogues from this earlier --selfplay run's "
+                "output_dir instead of generating them again (same model, pairs and generation settings: checked) "
+                "and judge them again"})
     judge_encoder: str = field(default="embedded", metadata={
         "help": "--selfplay: frozen encoder that ranks the speaker's persona ('embedded': untrained all-MiniLM-L6-v2)"})
     judge_aggregate: str = field(default="mean", metadata={"help": "--selfplay: mean or max of the per-utterance scores"})
@@ -110,6 +114,8 @@ class EvalConfig:
                 raise ValueError(f"judge_aggregate={self.judge_aggregate!r}: expected mean or max")
             if self.judge_context not in ("persona_history", "history", "none"):
                 raise ValueError(f"judge_context={self.judge_context!r}: expected persona_history, history or none")
+            if self.compare_transcripts and not self.compare:
+                raise ValueError("--compare_transcripts needs --compare (the model whose transcripts are reused)")
             if self.num_persona_candidates < 2:
                 raise ValueError(f"num_persona_candidates={self.num_persona_candidates}: must be at least 2")
         if self.num_beams > 1 and self.do_sample:

@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from data_prep import DataFormatError, build_selfplay_pairs, resolve_data_path
+from launch.commands.eval_transcripts import in_order_of, load_compare_transcripts, weights_fingerprint
 from launch.errors import read_data
 from models.atomic import write_text_atomic
 from models.judges import LMJudge, NLIJudge, PersonaJudge
@@ -150,8 +151,17 @@ def run_selfplay_eval(cfg) -> int:
         displays = [label(n) for n in names]
         if len(displays) == 2 and displays[0] == displays[1]:
             displays = [f"{displays[0]} (model)", f"{displays[1]} (compare)"]
+        reused = (load_compare_transcripts(cfg.compare_transcripts, cfg, pairs, device)
+                  if cfg.compare_transcripts else None)
         evals = [evaluate_model(n, cfg, pairs, setup.pool, setup.judges, setup.partner, device, d)
-                 for n, d in zip(names, displays)]
+                 for n, d in zip(names[:1] if reused else names, displays)]
+        if reused:
+            print(f"{label(cfg.compare)}: {len(reused)} dialogues read from {cfg.compare_transcripts}, judged again",
+                  file=sys.stderr)
+            start = time.perf_counter()
+            reused = in_order_of(reused, evals[0].dialogues)
+            evals.append(judge(displays[1], reused, setup.judges, setup.pool, seed=cfg.seed))
+            evals[1].seconds.update(selfplay=0.0, judging=time.perf_counter() - start)
     except (DataFormatError, FileNotFoundError, ValueError, LoadError) as err:
         print(f"p2bot eval: error: {err}", file=sys.stderr)
         return 1
@@ -164,7 +174,8 @@ def run_selfplay_eval(cfg) -> int:
                    seen_personas=dict(source=cfg.seen_personas_from, skip_dialogues=cfg.seen_personas_skip,
                                       unseen_speakers={ev.name: unseen_speakers(ev) for ev in evals}),
                    summaries=summaries, corpus_distinct={ev.name: corpus_distinct(ev) for ev in evals},
-                   seconds={ev.name: ev.seconds for ev in evals})
+                   seconds={ev.name: ev.seconds for ev in evals},
+                   fingerprints={n: weights_fingerprint(n) for n in names}, compare_transcripts=cfg.compare_transcripts)
     if len(evals) == 2:
         payload["comparison"] = compare(evals[0], evals[1], cfg.bootstrap_samples, cfg.seed)
         tables.insert(0, f"### {evals[0].name} vs {evals[1].name} (paired over {len(pairs)} pairs)\n\n"

@@ -1,6 +1,8 @@
 """``p2bot eval --selfplay`` end to end on tiny random models: files, paired comparison, optional judges, errors."""
 
 import json
+import os
+import shutil
 
 import pytest
 import torch
@@ -87,3 +89,98 @@ def test_selfplay_eval_missing_model_is_a_one_line_error(tiny_policy, tiny_recei
     rc = cli(base_args(tiny_policy, tiny_receiver_dir, tmp_path / "e") + ["--compare", str(tmp_path / "missing")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err[-1].startswith("p2bot eval: error: model") and "missing" in err[-1]
+
+
+@pytest.fixture(scope="module")
+def other_policy(tmp_path_factory):
+    return save_tiny_lm(tmp_path_factory.mktemp("other"), seed=2)
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tiny_policy, other_policy, tiny_receiver_dir, tmp_path_factory):
+    """An evaluation of ``other_policy`` against ``tiny_policy`` (the compare model) whose transcripts are reused."""
+    out = tmp_path_factory.mktemp("earlier") / "eval"
+    assert cli(base_args(other_policy, tiny_receiver_dir, out) + ["--compare", str(tiny_policy)]) == 0
+    return out
+
+
+def records(out, model):
+    return [r for r in map(json.loads, (out / "selfplay_dialogues.jsonl").read_text().splitlines()) if r["model"] == model]
+
+
+def test_compare_transcripts_reuses_the_compare_models_dialogues(tiny_policy, other_policy, tiny_receiver_dir,
+                                                                  earlier_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    capsys.readouterr()
+    # the earlier run's judges (its judge LM was other_policy) judge the reused dialogues to the same numbers
+    rc = cli(base_args(tiny_policy, tiny_receiver_dir, out) + ["--compare", str(other_policy), "--judge_lm",
+                                                               str(other_policy), "--compare_transcripts", str(earlier_run)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "3 dialogues read from" in err and "warning" not in err
+    result, before = (json.loads((d / "selfplay_results.json").read_text()) for d in (out, earlier_run))
+    other, this = before["labels"][0], result["labels"][0]
+    # the reused model's dialogues and every judged number are those of the run that generated them
+    assert records(out, result["labels"][1]) == [dict(r, model=result["labels"][1]) for r in records(earlier_run, other)]
+    assert result["summaries"][result["labels"][1]] == before["summaries"][other]
+    # and this run's model played what the earlier run's compare model played: the same dialogues again
+    assert [r["turns"] for r in records(out, this)] == [r["turns"] for r in records(earlier_run, before["labels"][1])]
+    assert result["seconds"][result["labels"][1]]["selfplay"] == 0.0
+    assert result["compare_transcripts"] == str(earlier_run)
+    assert result["fingerprints"][str(tiny_policy)][0][0] == "model.safetensors"
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--exchanges", "2"], "field exchanges is 1, this run has 2"),
+    (["--seed", "3"], "field seed is 0, this run has 3"),
+    (["--pairs", "2"], "field pairs is 3, this run has 2"),
+])
+def test_compare_transcripts_refuses_other_settings(tiny_policy, other_policy, tiny_receiver_dir, earlier_run,
+                                                     tmp_path, capsys, change, message):
+    rc = cli(base_args(tiny_policy, tiny_receiver_dir, tmp_path / "e") + change + [
+        "--compare", str(other_policy), "--compare_transcripts", str(earlier_run)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and err.startswith("p2bot eval: error: ") and "resolved_config.yaml" in err and message in err
+
+
+def test_compare_transcripts_refuses_another_or_changed_model(tiny_policy, other_policy, tiny_receiver_dir,
+                                                               earlier_run, tmp_path, capsys):
+    args = base_args(other_policy, tiny_receiver_dir, tmp_path / "e")
+    # the earlier run evaluated other_policy, and tiny_policy as compare: a third model is not in it
+    third = save_tiny_lm(tmp_path / "third", seed=3)
+    assert cli(args + ["--compare", str(third), "--compare_transcripts", str(earlier_run)]) == 1
+    assert "field models" in capsys.readouterr().err
+    # same path, weights written again since: refused
+    weights = other_policy / "model.safetensors"
+    stat = weights.stat()
+    try:
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert cli(base_args(tiny_policy, tiny_receiver_dir, tmp_path / "e") + [
+            "--compare", str(other_policy), "--compare_transcripts", str(earlier_run)]) == 1
+        assert "changed since that run" in capsys.readouterr().err
+    finally:
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # this run's own output_dir, a folder with no evaluation, and --compare missing
+    assert cli(args + ["--compare", str(tiny_policy), "--output_dir", str(earlier_run), "--compare_transcripts",
+                       str(earlier_run)]) == 1
+    assert "this run's output_dir" in capsys.readouterr().err
+    assert cli(args + ["--compare", str(tiny_policy), "--compare_transcripts", str(tmp_path)]) == 1
+    assert "resolved_config.yaml not found" in capsys.readouterr().err
+    assert cli(args + ["--compare_transcripts", str(earlier_run)]) == 2  # a config error
+    assert "needs --compare" in capsys.readouterr().err
+
+
+def test_compare_transcripts_names_the_line_of_a_broken_record(tiny_policy, other_policy, tiny_receiver_dir,
+                                                                earlier_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(earlier_run, copy)
+    lines = (copy / "selfplay_dialogues.jsonl").read_text().splitlines()
+    compare_label = json.loads((copy / "selfplay_results.json").read_text())["labels"][1]
+    # the file holds the evaluated model's 3 dialogues, then the compare model's: break the compare's first record
+    assert [json.loads(line)["model"] for line in lines][3:] == [compare_label] * 3
+    lines[3] = json.dumps({k: v for k, v in json.loads(lines[3]).items() if k != "turns"})
+    (copy / "selfplay_dialogues.jsonl").write_text("\n".join(lines) + "\n")
+    rc = cli(base_args(other_policy, tiny_receiver_dir, tmp_path / "e") + ["--compare", str(tiny_policy),
+                                                                          "--compare_transcripts", str(copy)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "selfplay_dialogues.jsonl, line 4" in err and "'turns'" in err
