@@ -27,6 +27,7 @@ from rl.selfplay import Dialogue
 TRANSCRIPT_FIELDS = ("data", "data_format", "skip_dialogues", "max_dialogues", "skip_pairs", "pairs",
                      "dialogues_per_pair", "exchanges", "seed", "do_sample", "temperature", "top_k", "top_p",
                      "max_new_tokens", "max_history_tokens", "partner", "torch_dtype")
+PATH_FIELDS = ("data", "partner")  # equal when they name the same file or folder
 # settings that change only the random streams
 STREAM_FIELDS = ("batch_pairs", "generation_backend")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
@@ -41,7 +42,8 @@ def weights_fingerprint(name: str) -> list[list] | None:
             if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)]
 
 
-def _same_model(a: str, b: str) -> bool:
+def _same_name_or_path(a: str, b: str) -> bool:
+    """The same name, or two paths to the same file or folder."""
     return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
 
 
@@ -72,12 +74,15 @@ def load_compare_transcripts(source: str, cfg, pairs: Sequence[dict], device: st
     if not earlier.get("selfplay"):
         raise ValueError(f"{files['resolved_config.yaml']}: not a --selfplay evaluation (selfplay: false)")
     for name in TRANSCRIPT_FIELDS:
-        if earlier.get(name) != getattr(cfg, name):
+        then, now = earlier.get(name), getattr(cfg, name)
+        if name in PATH_FIELDS and then and now and _same_name_or_path(str(then), str(now)):
+            continue
+        if then != now:
             raise ValueError(f"{files['resolved_config.yaml']}: field {name} is {earlier.get(name)!r}, this run has "
                              f"{getattr(cfg, name)!r}; its transcripts are not this evaluation's dialogues")
     results = json.loads(files[RESULTS_FILE].read_text())
     models, labels = results.get("models", []), results.get("labels", [])
-    index = next((i for i, m in enumerate(models) if _same_model(str(m), str(cfg.compare))), None)
+    index = next((i for i, m in enumerate(models) if _same_name_or_path(str(m), str(cfg.compare))), None)
     if index is None:
         raise ValueError(f"{files[RESULTS_FILE]}: field models is {models}; it did not evaluate --compare "
                          f"{cfg.compare}")
