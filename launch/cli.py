@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "receiver": ("launch.commands.receiver", "train and evaluate the persona-perception Receiver"),
     "rl": ("launch.commands.rl", "PPO / REINFORCE self-play training"),
     "select": ("launch.commands.select", "which RL checkpoint to ship: self-play on validation pairs, best under guards"),
+    "average": ("launch.commands.average", "one policy from several (e.g. RL seeds) by averaging their weights"),
     "chat": ("launch.commands.chat", "watch two agents talk, or talk to one yourself"),
     "recipe": ("launch.commands.recipe", "a whole experiment from one YAML: SFT, Receiver, RL, self-play eval of RL vs SFT"),
     "demo": ("launch.commands.demo", "the whole pipeline on the embedded defaults and the sample data"),

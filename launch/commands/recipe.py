@@ -1,11 +1,14 @@
-"""``p2bot recipe``: a whole experiment from one YAML: SFT → Receiver → RL → [select] → self-play evaluation of RL vs SFT.
+"""``p2bot recipe``: a whole experiment from one YAML: SFT → Receiver → RL (→ average | → select) → self-play
+evaluation of RL vs SFT.
 
 The recipe file names the data and how many of its first dialogues are held out, plus one mapping of options per
 stage (``sft``, ``receiver``, ``rl``, ``select``, ``eval``: the options of that ``p2bot`` command). The recipe wires
 the stages together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the
 evaluation uses only their persona pairs. With a ``select`` mapping, ``p2bot select`` picks the RL checkpoint that
 the evaluation reports, on held-out pairs that follow the evaluation's (disjoint from them; enforced); without
-one, the evaluation takes RL's last checkpoint. The evaluation also reports perceivability over the speakers whose
+one, the evaluation takes RL's last checkpoint. With ``rl_seeds: [0, 1, ...]`` RL runs once per seed (into
+``rl/seed-<S>``; side by side with ``--parallel``) and ``p2bot average`` averages the runs' last policies into
+``average/model``, which the evaluation takes (``rl_seeds`` and ``select`` exclude each other). The evaluation also reports perceivability over the speakers whose
 persona the training split does not contain. A stage whose output is complete is skipped, so an interrupted recipe
 continues where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. ``--parallel`` runs SFT and
 the Receiver (independent of each other) side by side as two processes, each with half the CPU threads, their output
@@ -26,10 +29,9 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("sft", "receiver", "rl", "select", "eval")
-SIDE_BY_SIDE = ("sft", "receiver")  # independent of each other: --parallel runs them as two processes
-MODULES = {s: f"launch.commands.{s}" for s in STAGES}
-TOP_KEYS = {"output_dir", "data", "heldout_dialogues", "seed", *STAGES}
+STAGES = ("sft", "receiver", "rl", "average", "select", "eval")
+MAPPINGS = ("sft", "receiver", "rl", "select", "eval")  # the stages a recipe gives options to
+TOP_KEYS = {"output_dir", "data", "heldout_dialogues", "seed", "rl_seeds", *MAPPINGS}
 OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"},
                "select": {"skip_pairs"}, "eval": {"seed"}}
 
@@ -49,12 +51,51 @@ def load_recipe(path: str | os.PathLike) -> dict:
     unknown = set(recipe) - TOP_KEYS
     if unknown:
         raise RecipeError(f"{path}: unknown keys {sorted(unknown)} (expected {sorted(TOP_KEYS)})")
-    for stage in STAGES:
+    for stage in MAPPINGS:
         if not isinstance(recipe.get(stage, {}) or {}, dict):
             raise RecipeError(f"{path}: field '{stage}': expected a mapping of p2bot {stage} options")
     if int(recipe.get("heldout_dialogues", 0)) < 1:
         raise RecipeError(f"{path}: field 'heldout_dialogues': hold out at least one dialogue for the evaluation")
+    seeds = recipe.get("rl_seeds")
+    if seeds is not None:
+        if (not isinstance(seeds, list) or len(seeds) < 2 or not all(isinstance(x, int) for x in seeds)
+                or len(set(seeds)) != len(seeds)):
+            raise RecipeError(f"{path}: field 'rl_seeds': expected a list of two or more distinct integer seeds, "
+                              f"got {seeds!r}")
+        if recipe.get("select") is not None:
+            raise RecipeError(f"{path}: fields 'rl_seeds' and 'select' exclude each other: the evaluation takes the "
+                              "average of the runs' last policies, there is no checkpoint to select")
+        if "seed" in (recipe.get("rl") or {}):
+            raise RecipeError(f"{path}: field 'rl': 'seed' is set by 'rl_seeds'")
     return recipe
+
+
+def rl_seeds(recipe: dict) -> list[int] | None:
+    """The seeds of the RL runs whose last policies are averaged (``rl_seeds``), or None for one run."""
+    return recipe.get("rl_seeds")
+
+
+def stage_names(recipe: dict) -> list[str]:
+    """The stages of this recipe in order: ``rl`` is one ``rl-seed<S>`` per RL seed and ``average`` follows them
+    when there are ``rl_seeds``; ``select`` only with its mapping."""
+    seeds = rl_seeds(recipe)
+    names = []
+    for stage in STAGES:
+        if stage == "rl" and seeds:
+            names += [f"rl-seed{s}" for s in seeds]
+        elif not (stage == "average" and not seeds) and not (stage == "select" and recipe.get("select") is None):
+            names.append(stage)
+    return names
+
+
+def command_of(stage: str) -> str:
+    """The ``p2bot`` command a stage runs (``rl-seed3`` → ``rl``)."""
+    return stage.split("-seed")[0]
+
+
+def rl_dir(out: Path, stage: str) -> Path:
+    """Where a RL stage writes: ``rl`` (one run) or ``rl/seed-<S>``."""
+    return out / "rl" if stage == "rl" else out / "rl" / f"seed-{stage.split('-seed')[1]}"
 
 
 def _final_policy(rl_dir: Path) -> Path | None:
@@ -87,7 +128,10 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
     when the recipe has that mapping)."""
     data, held = recipe.get("data", ""), int(recipe["heldout_dialogues"])
     seed = recipe.get("seed", 0)
-    last = str(out / "rl" / f"checkpoint-{_rl_steps(recipe)}" / "policy")
+    seeds = rl_seeds(recipe)
+    rl_stages = [s for s in stage_names(recipe) if command_of(s) == "rl"]
+    finals = [str(rl_dir(out, s) / f"checkpoint-{_rl_steps(recipe)}" / "policy") for s in rl_stages]
+    last = str(out / "average" / "model") if seeds else finals[0]
     evaluation = recipe.get("eval") or {}
     selecting = recipe.get("select") is not None
     fixed = {
@@ -95,9 +139,12 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
                     with_value_head=True, seed=seed),
         "receiver": dict(model_name_or_path="embedded", train_data=data, holdout_first=held,
                          output_dir=str(out / "receiver"), seed=seed),
-        "rl": dict(model_name_or_path=str(out / "sft" / "model"), receiver_name_or_path=str(out / "receiver" / "model"),
-                   data_path=data, skip_dialogues=held, output_dir=str(out / "rl"), seed=seed,
-                   resume_from_checkpoint="latest" if _final_policy(out / "rl") else None),
+        **{stage: dict(model_name_or_path=str(out / "sft" / "model"),
+                       receiver_name_or_path=str(out / "receiver" / "model"), data_path=data, skip_dialogues=held,
+                       output_dir=str(rl_dir(out, stage)), seed=int(stage.split("-seed")[1]) if seeds else seed,
+                       resume_from_checkpoint="latest" if _final_policy(rl_dir(out, stage)) else None)
+           for stage in rl_stages},
+        "average": dict(models=",".join(finals), output_dir=str(out / "average")),
         "select": dict(candidates=str(out / "rl"), compare=str(out / "sft" / "model"),
                        receiver=str(out / "receiver" / "model"), data=data, skip_dialogues=0, max_dialogues=held,
                        output_dir=str(out / "select"), seed=evaluation.get("seed", seed),  # the same pair shuffle
@@ -108,13 +155,12 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
                      seen_personas_from=data or "sample", seen_personas_skip=held),
     }
     configs = {}
-    for stage in STAGES:
-        if stage == "select" and not selecting:
-            continue
-        given = dict(recipe.get(stage) or {})
-        clash = (set(given) & set(fixed[stage])) - OVERRIDABLE[stage]
+    for stage in stage_names(recipe):
+        command = command_of(stage)
+        given = dict(recipe.get(command) or {})
+        clash = (set(given) & set(fixed[stage])) - OVERRIDABLE.get(command, set())
         if clash:
-            raise RecipeError(f"field '{stage}': {sorted(clash)} are set by the recipe (data split and stage wiring)")
+            raise RecipeError(f"field '{command}': {sorted(clash)} are set by the recipe (data split and stage wiring)")
         configs[stage] = {**fixed[stage], **given}
     if selecting:
         _check_disjoint(configs["select"], configs["eval"])
@@ -127,8 +173,10 @@ def done(stage: str, out: Path, recipe: dict) -> bool:
         return (out / "sft" / "model" / "p2bot_transmitter.json").is_file()
     if stage == "receiver":
         return (out / "receiver" / "model" / "p2bot_receiver.json").is_file()
-    if stage == "rl":
-        return (out / "rl" / f"checkpoint-{_rl_steps(recipe)}" / "policy" / "p2bot_transmitter.json").is_file()
+    if command_of(stage) == "rl":
+        return (rl_dir(out, stage) / f"checkpoint-{_rl_steps(recipe)}" / "policy" / "p2bot_transmitter.json").is_file()
+    if stage == "average":
+        return (out / "average" / "model" / "p2bot_transmitter.json").is_file()
     if stage == "select":
         return (out / "select" / "selection.json").is_file()
     return (out / "eval" / "selfplay_results.json").is_file()
@@ -142,10 +190,16 @@ def _write_config(stage: str, config: dict, out: Path) -> Path:
 
 def run_stage(stage: str, config: dict, out: Path) -> None:
     path = _write_config(stage, config, out)
-    print(f"\n=== [recipe] {stage}: p2bot {stage} --config {path}", flush=True)
-    rc = importlib.import_module(MODULES[stage]).main(["--config", str(path)])
+    print(f"\n=== [recipe] {stage}: p2bot {command_of(stage)} --config {path}", flush=True)
+    rc = importlib.import_module(f"launch.commands.{command_of(stage)}").main(["--config", str(path)])
     if rc not in (0, None):
         raise RecipeError(f"stage {stage!r} failed with exit code {rc}")
+
+
+def side_by_side(recipe: dict) -> list[tuple[str, ...]]:
+    """Groups of stages independent of each other, which ``--parallel`` runs as concurrent processes: SFT and the
+    Receiver; the RL runs of ``rl_seeds``."""
+    return [("sft", "receiver"), tuple(s for s in stage_names(recipe) if s.startswith("rl-seed"))]
 
 
 def _cpu_count() -> int:
@@ -161,9 +215,10 @@ def run_side_by_side(stages: list[str], configs: dict[str, dict], out: Path) -> 
     procs, seconds, failed = {}, {}, []
     for stage in stages:
         path, log = _write_config(stage, configs[stage], out), out / f"{stage}.log"
-        print(f"=== [recipe] {stage}: p2bot {stage} --config {path}  ({threads} threads, output in {log})", flush=True)
+        print(f"=== [recipe] {stage}: p2bot {command_of(stage)} --config {path}  ({threads} threads, output in {log})",
+              flush=True)
         with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
-            procs[stage] = (subprocess.Popen([sys.executable, "-m", "launch.cli", stage, "--config", str(path)],
+            procs[stage] = (subprocess.Popen([sys.executable, "-m", "launch.cli", command_of(stage), "--config", str(path)],
                                              stdout=handle, stderr=subprocess.STDOUT, env=env), time.time())
     while procs:  # poll, so that each stage's time ends when it does
         for stage, (proc, start) in list(procs.items()):
@@ -188,16 +243,19 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the recipe YAML (e.g. launch/configs/experiments/p2_spc.yaml)")
     parser.add_argument("--output_dir", help="overrides the recipe's output_dir")
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of sft,receiver,rl,eval")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma-separated subset of sft,receiver,rl,average,select,eval (rl: every RL seed)")
     parser.add_argument("--force", action="store_true", help="rerun stages whose output is already complete")
     parser.add_argument("--parallel", action="store_true",
-                        help="run SFT and the Receiver side by side (two processes, half the CPU threads each)")
+                        help="run SFT and the Receiver side by side (two processes, half the CPU threads each), "
+                             "and the RL runs of rl_seeds side by side")
     args = parser.parse_args(argv)
     try:
         recipe = load_recipe(args.config)
-        stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-        if set(stages) - set(STAGES):
-            raise RecipeError(f"--stages: unknown stages {sorted(set(stages) - set(STAGES))}")
+        asked = [s.strip() for s in args.stages.split(",") if s.strip()]
+        if set(asked) - set(STAGES):
+            raise RecipeError(f"--stages: unknown stages {sorted(set(asked) - set(STAGES))}")
+        stages = [s for s in stage_names(recipe) if command_of(s) in asked]
         out = Path(args.output_dir or recipe.get("output_dir", "runs/recipe"))
         out.mkdir(parents=True, exist_ok=True)
         timings_file = out / "recipe.json"
@@ -213,15 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             if stage in side_by_side_done:
                 continue
             configs = stage_configs(recipe, out)  # after each stage: RL's resume point, the selection may have appeared
-            if stage not in configs:
-                print(f"=== [recipe] {stage}: not in the recipe, skipped")
-                continue
             if done(stage, out, recipe) and not args.force:
                 print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
                 continue
             together = [stage]
-            if args.parallel and stage in SIDE_BY_SIDE:  # with the other pending side-by-side stages
-                together = [s for s in SIDE_BY_SIDE if s in stages and (args.force or not done(s, out, recipe))]
+            group = next((g for g in side_by_side(recipe) if stage in g), ())
+            if args.parallel and group:  # with the other pending stages of its group
+                together = [s for s in group if s in stages and (args.force or not done(s, out, recipe))]
             start, failed = time.time(), []
             if len(together) > 1:
                 seconds, failed = run_side_by_side(together, configs, out)

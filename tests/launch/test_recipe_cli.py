@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from launch.cli import main
@@ -135,3 +136,53 @@ def test_parallel_runs_sft_and_receiver_side_by_side_and_a_failure_keeps_the_oth
     saved = json.loads((out / "recipe.json").read_text())
     assert set(saved["seconds"]) == {"sft", "receiver"} and set(saved["wall_seconds"]) == {"sft+receiver"}
     assert saved["wall_seconds"]["sft+receiver"] < saved["seconds"]["sft"] + saved["seconds"]["receiver"]
+
+
+def test_rl_seeds_wire_one_run_per_seed_an_average_and_its_evaluation(tmp_path):
+    configs = stage_configs({"heldout_dialogues": 10, "rl_seeds": [3, 5], "rl": {"max_steps": 7}}, tmp_path)
+    assert list(configs) == ["sft", "receiver", "rl-seed3", "rl-seed5", "average", "eval"]
+    finals = [str(tmp_path / "rl" / f"seed-{s}" / "checkpoint-7" / "policy") for s in (3, 5)]
+    for s in (3, 5):
+        assert configs[f"rl-seed{s}"]["seed"] == s and configs[f"rl-seed{s}"]["max_steps"] == 7
+        assert configs[f"rl-seed{s}"]["output_dir"] == str(tmp_path / "rl" / f"seed-{s}")
+    assert configs["average"]["models"] == ",".join(finals)
+    assert configs["eval"]["model"] == str(tmp_path / "average" / "model")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"rl_seeds": [1]}, "two or more distinct"), ({"rl_seeds": [1, 1]}, "two or more distinct"),
+    ({"rl_seeds": "0,1"}, "two or more distinct"), ({"rl_seeds": [0, 1], "select": {}}, "exclude each other"),
+    ({"rl_seeds": [0, 1], "rl": {"seed": 4}}, "'seed' is set by 'rl_seeds'"),
+])
+def test_bad_rl_seeds_are_named(tmp_path, extra, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"heldout_dialogues": 4, **extra}))
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(path)
+
+
+def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_path, capsys):
+    from models.transmitter import Transmitter
+    from rl.averaging import average_transmitters
+
+    policy = build_tiny_model_dir(tmp_path / "policy", load_smollm2_tokenizer())
+    out = tmp_path / "run"
+    recipe = tiny_recipe(policy, tiny_receiver_dir, out)
+    recipe["rl_seeds"] = [0, 1]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["recipe", "--config", str(path), "--parallel"]) == 0
+    printed = capsys.readouterr().out
+    assert "rl-seed0: p2bot rl" in printed and "rl-seed1: p2bot rl" in printed and "threads, output in" in printed
+    finals = [out / "rl" / f"seed-{s}" / "checkpoint-1" / "policy" for s in (0, 1)]
+    assert [yaml.safe_load((out / f"rl-seed{s}.yaml").read_text())["seed"] for s in (0, 1)] == [0, 1]
+    got = Transmitter.from_pretrained(out / "average" / "model").state_dict()
+    want = average_transmitters(finals).state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    result = json.loads((out / "eval" / "selfplay_results.json").read_text())
+    assert result["models"] == [str(out / "average" / "model"), str(out / "sft" / "model")]
+    saved = json.loads((out / "recipe.json").read_text())
+    assert set(saved["seconds"]) == {"sft", "receiver", "rl-seed0", "rl-seed1", "average", "eval"}
+    assert "rl-seed0+rl-seed1" in saved["wall_seconds"]
+    assert main(["recipe", "--config", str(path), "--parallel"]) == 0  # everything complete: nothing reruns
+    assert capsys.readouterr().out.count("complete, skipped") == 6
