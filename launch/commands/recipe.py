@@ -249,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", action="store_true",
                         help="run SFT and the Receiver side by side (two processes, half the CPU threads each), "
                              "and the RL runs of rl_seeds side by side")
+    parser.add_argument("--max_parallel", type=int, default=0,
+                        help="with --parallel, at most this many processes at once (0: no limit); e.g. 2 when memory "
+                             "holds only two RL runs")
     args = parser.parse_args(argv)
+    if args.max_parallel < 0:
+        parser.error(f"--max_parallel {args.max_parallel}: must be >= 0")
     try:
         recipe = load_recipe(args.config)
         asked = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -278,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             group = next((g for g in side_by_side(recipe) if stage in g), ())
             if args.parallel and group:  # with the other pending stages of its group
                 together = [s for s in group if s in stages and (args.force or not done(s, out, recipe))]
+                together = together[:args.max_parallel] if args.max_parallel > 0 else together  # the rest: later
             start, failed = time.time(), []
             if len(together) > 1:
                 seconds, failed = run_side_by_side(together, configs, out)

@@ -168,21 +168,23 @@ def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_pa
     policy = build_tiny_model_dir(tmp_path / "policy", load_smollm2_tokenizer())
     out = tmp_path / "run"
     recipe = tiny_recipe(policy, tiny_receiver_dir, out)
-    recipe["rl_seeds"] = [0, 1]
+    recipe["rl_seeds"] = [0, 1, 2]
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    assert main(["recipe", "--config", str(path), "--parallel"]) == 0
+    argv = ["recipe", "--config", str(path), "--parallel", "--max_parallel", "2"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "rl-seed0: p2bot rl" in printed and "rl-seed1: p2bot rl" in printed and "threads, output in" in printed
-    finals = [out / "rl" / f"seed-{s}" / "checkpoint-1" / "policy" for s in (0, 1)]
-    assert [yaml.safe_load((out / f"rl-seed{s}.yaml").read_text())["seed"] for s in (0, 1)] == [0, 1]
+    assert all(f"rl-seed{s}: p2bot rl" in printed for s in (0, 1, 2)) and "threads, output in" in printed
+    finals = [out / "rl" / f"seed-{s}" / "checkpoint-1" / "policy" for s in (0, 1, 2)]
+    assert [yaml.safe_load((out / f"rl-seed{s}.yaml").read_text())["seed"] for s in (0, 1, 2)] == [0, 1, 2]
     got = Transmitter.from_pretrained(out / "average" / "model").state_dict()
     want = average_transmitters(finals).state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)
     result = json.loads((out / "eval" / "selfplay_results.json").read_text())
     assert result["models"] == [str(out / "average" / "model"), str(out / "sft" / "model")]
     saved = json.loads((out / "recipe.json").read_text())
-    assert set(saved["seconds"]) == {"sft", "receiver", "rl-seed0", "rl-seed1", "average", "eval"}
-    assert "rl-seed0+rl-seed1" in saved["wall_seconds"]
-    assert main(["recipe", "--config", str(path), "--parallel"]) == 0  # everything complete: nothing reruns
-    assert capsys.readouterr().out.count("complete, skipped") == 6
+    assert set(saved["seconds"]) == {"sft", "receiver", "rl-seed0", "rl-seed1", "rl-seed2", "average", "eval"}
+    # two RL runs at a time (--max_parallel 2), then the third (alone: the group has nothing else pending)
+    assert {"sft+receiver", "rl-seed0+rl-seed1", "rl-seed2"} <= set(saved["wall_seconds"])
+    assert main(argv) == 0  # everything complete: nothing reruns
+    assert capsys.readouterr().out.count("complete, skipped") == 7
