@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from launch.cli import main
-from launch.commands.recipe import RecipeError, load_recipe, stage_configs
+from launch.commands.recipe import RecipeError, command_of, load_recipe, stage_configs
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "rl"))
@@ -92,6 +92,7 @@ def test_recipe_refuses_to_move_the_split_or_wiring(tmp_path, capsys):
 def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
     from transformers import TrainingArguments
 
+    from launch.commands.average import AverageConfig
     from launch.commands.eval import EvalConfig
     from launch.commands.receiver import ReceiverDataConfig
     from launch.commands.select import SelectConfig
@@ -102,14 +103,13 @@ def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
 
     recipe = load_recipe(REPO / "launch" / "configs" / "experiments" / "p2_spc.yaml")
     configs = stage_configs(recipe, tmp_path)
-    for stage, types in (("sft", (TransmitterSFTConfig, TrainingArguments)), ("rl", (PPOConfig,)),
-                         ("receiver", (ReceiverTrainingConfig, ReceiverDataConfig)), ("eval", (EvalConfig,)),
-                         ("select", (SelectConfig,))):
-        if stage not in configs:
-            continue
+    types = {"sft": (TransmitterSFTConfig, TrainingArguments), "rl": (PPOConfig,), "average": (AverageConfig,),
+             "receiver": (ReceiverTrainingConfig, ReceiverDataConfig), "eval": (EvalConfig,), "select": (SelectConfig,)}
+    assert {"sft", "receiver", "rl", "eval"} <= {command_of(stage) for stage in configs}
+    for stage, config in configs.items():
         path = tmp_path / f"{stage}.yaml"
-        path.write_text(yaml.safe_dump(configs[stage]))
-        parse_configs(types, ["--config", str(path)], prog=stage)
+        path.write_text(yaml.safe_dump(config))
+        parse_configs(types[command_of(stage)], ["--config", str(path)], prog=stage)
 
 
 def test_parallel_runs_sft_and_receiver_side_by_side_and_a_failure_keeps_the_other(tiny_receiver_dir, tmp_path,
