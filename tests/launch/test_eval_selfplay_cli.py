@@ -161,9 +161,11 @@ def test_compare_transcripts_refuses_another_or_changed_model(tiny_policy, other
     finally:
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     # this run's own output_dir, a folder with no evaluation, and --compare missing
+    before = (earlier_run / "resolved_config.yaml").read_text()
     assert cli(args + ["--compare", str(tiny_policy), "--output_dir", str(earlier_run), "--compare_transcripts",
-                       str(earlier_run)]) == 1
+                       str(earlier_run)]) == 2  # refused before anything is written there
     assert "this run's output_dir" in capsys.readouterr().err
+    assert (earlier_run / "resolved_config.yaml").read_text() == before
     assert cli(args + ["--compare", str(tiny_policy), "--compare_transcripts", str(tmp_path)]) == 1
     assert "resolved_config.yaml not found" in capsys.readouterr().err
     assert cli(args + ["--compare_transcripts", str(earlier_run)]) == 2  # a config error
