@@ -115,13 +115,15 @@ class EvalConfig:
                 raise ValueError(f"judge_aggregate={self.judge_aggregate!r}: expected mean or max")
             if self.judge_context not in ("persona_history", "history", "none"):
                 raise ValueError(f"judge_context={self.judge_context!r}: expected persona_history, history or none")
-            if self.compare_transcripts and not self.compare:
-                raise ValueError("--compare_transcripts needs --compare (the model whose transcripts are reused)")
-            source = Path(self.compare_transcripts or "")
-            source = source.parent if source.suffix == ".jsonl" else source
-            if self.compare_transcripts and source.resolve() == Path(self.output_dir).resolve():
-                raise ValueError(f"--compare_transcripts {self.compare_transcripts}: that is this run's output_dir, "
-                                 "which this run would overwrite; write this evaluation to another output_dir")
+            if self.compare_transcripts:
+                from launch.commands.eval_transcripts import transcripts_folder  # noqa: PLC0415 (only when asked)
+
+                if not self.compare:
+                    raise ValueError("--compare_transcripts needs --compare (the model whose transcripts are reused)")
+                if transcripts_folder(self.compare_transcripts).resolve() == Path(self.output_dir).resolve():
+                    raise ValueError(f"--compare_transcripts {self.compare_transcripts}: that is this run's "
+                                     "output_dir, which this run would overwrite; write this evaluation to another "
+                                     "output_dir")
             if self.num_persona_candidates < 2:
                 raise ValueError(f"num_persona_candidates={self.num_persona_candidates}: must be at least 2")
         if self.num_beams > 1 and self.do_sample:

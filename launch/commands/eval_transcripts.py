@@ -42,6 +42,12 @@ def weights_fingerprint(name: str) -> list[list] | None:
             if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)]
 
 
+def transcripts_folder(source: str) -> Path:
+    """The evaluation folder ``--compare_transcripts`` names (the folder itself, or its dialogues file)."""
+    path = Path(source)
+    return path.parent if path.suffix == ".jsonl" else path
+
+
 def _same_name_or_path(a: str, b: str) -> bool:
     """The same name, or two paths to the same file or folder."""
     return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
@@ -59,12 +65,7 @@ def load_compare_transcripts(source: str, cfg, pairs: Sequence[dict], device: st
     """
     from launch.commands.eval_selfplay import DIALOGUES_FILE, RESULTS_FILE  # noqa: PLC0415 (that module imports this)
 
-    folder = Path(source)
-    if folder.name == DIALOGUES_FILE:
-        folder = folder.parent
-    if folder.resolve() == Path(cfg.output_dir).resolve():
-        raise ValueError(f"--compare_transcripts {source}: that is this run's output_dir, which this run overwrites; "
-                         "write this evaluation to another output_dir")
+    folder = transcripts_folder(source)  # not this run's output_dir: EvalConfig refuses that before writing there
     files = {name: folder / name for name in ("resolved_config.yaml", RESULTS_FILE, DIALOGUES_FILE)}
     for f in files.values():
         if not f.is_file():
@@ -78,8 +79,8 @@ def load_compare_transcripts(source: str, cfg, pairs: Sequence[dict], device: st
         if name in PATH_FIELDS and then and now and _same_name_or_path(str(then), str(now)):
             continue
         if then != now:
-            raise ValueError(f"{files['resolved_config.yaml']}: field {name} is {earlier.get(name)!r}, this run has "
-                             f"{getattr(cfg, name)!r}; its transcripts are not this evaluation's dialogues")
+            raise ValueError(f"{files['resolved_config.yaml']}: field {name} is {then!r}, this run has {now!r}; its "
+                             "transcripts are not this evaluation's dialogues")
     results = json.loads(files[RESULTS_FILE].read_text())
     models, labels = results.get("models", []), results.get("labels", [])
     index = next((i for i, m in enumerate(models) if _same_name_or_path(str(m), str(cfg.compare))), None)

@@ -93,9 +93,14 @@ def command_of(stage: str) -> str:
     return stage.split("-seed")[0]
 
 
+def _seed_of(stage: str) -> int:
+    """The RL seed of an ``rl-seed<S>`` stage."""
+    return int(stage.split("-seed")[1])
+
+
 def rl_dir(out: Path, stage: str) -> Path:
     """Where a RL stage writes: ``rl`` (one run) or ``rl/seed-<S>``."""
-    return out / "rl" if stage == "rl" else out / "rl" / f"seed-{stage.split('-seed')[1]}"
+    return out / "rl" if stage == "rl" else out / "rl" / f"seed-{_seed_of(stage)}"
 
 
 def _final_policy(rl_dir: Path) -> Path | None:
@@ -141,7 +146,7 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
                          output_dir=str(out / "receiver"), seed=seed),
         **{stage: dict(model_name_or_path=str(out / "sft" / "model"),
                        receiver_name_or_path=str(out / "receiver" / "model"), data_path=data, skip_dialogues=held,
-                       output_dir=str(rl_dir(out, stage)), seed=int(stage.split("-seed")[1]) if seeds else seed,
+                       output_dir=str(rl_dir(out, stage)), seed=_seed_of(stage) if seeds else seed,
                        resume_from_checkpoint="latest" if _final_policy(rl_dir(out, stage)) else None)
            for stage in rl_stages},
         "average": dict(models=",".join(finals), output_dir=str(out / "average")),
