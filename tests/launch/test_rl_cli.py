@@ -55,7 +55,9 @@ def _launch(config: str, args: list[str]) -> None:
 
 def _assert_same_tree(a, b, where=""):
     if isinstance(a, torch.Tensor):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=where)
+        # equal_nan: ZeRO-3 pads each rank's flat fp32 partition with uninitialised memory, which can read as NaN; both
+        # runs carry the same padding bytes from checkpoint-1 (the exported weights are checked finite separately)
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=where)
     elif isinstance(a, dict):
         assert a.keys() == b.keys(), where
         for k in a:
@@ -87,7 +89,9 @@ def test_deepspeed_two_processes_resume_is_exact(tmp_path, tiny_dir, accelerate_
         del state["metrics_offset"], state["samples_offset"]
     assert state_a == state_b and state_a["global_step"] == 2 and state_a["kl_ctl"]["value"] != 0.05
     for name in ("model.safetensors", "p2bot_heads.safetensors"):  # the exported policy (gathered under ZeRO-3)
-        _assert_same_tree(load_file(a / "policy" / name), load_file(b / "policy" / name), name)
+        exported = load_file(a / "policy" / name)
+        assert all(t.isfinite().all() for t in exported.values()), name
+        _assert_same_tree(exported, load_file(b / "policy" / name), name)
     # DeepSpeed's own shards: module weights and step counters, each rank's fp32 partition and Adam moments
     shards = sorted(p.name for p in (a / "state" / "pytorch_model").glob("*.pt"))
     assert len([s for s in shards if s.endswith("optim_states.pt")]) == 2
