@@ -97,6 +97,17 @@ def evaluate_model(name: str, cfg, pairs, pool, judges: Judges, partner, device:
     return ev
 
 
+def judge_transcripts(reused: list, played_by: ModelEval, cfg, setup: Setup, display: str) -> ModelEval:
+    """Judge the ``--compare`` model's dialogues read by ``--compare_transcripts``, in the play order of ``played_by``
+    (a model this run played on the same pairs), as the paired comparison needs."""
+    print(f"{label(cfg.compare)}: {len(reused)} dialogues read from {cfg.compare_transcripts}, judged again",
+          file=sys.stderr)
+    start = time.perf_counter()
+    ev = judge(display, in_order_of(reused, played_by.dialogues), setup.judges, setup.pool, seed=cfg.seed)
+    ev.seconds.update(selfplay=0.0, judging=time.perf_counter() - start)
+    return ev
+
+
 @dataclass
 class Setup:
     """What every self-play evaluation of ``cfg`` shares: the pairs, the distractor pool, the judges, the partner."""
@@ -156,12 +167,7 @@ def run_selfplay_eval(cfg) -> int:
         evals = [evaluate_model(n, cfg, pairs, setup.pool, setup.judges, setup.partner, device, d)
                  for n, d in zip(names[:1] if reused else names, displays)]
         if reused:
-            print(f"{label(cfg.compare)}: {len(reused)} dialogues read from {cfg.compare_transcripts}, judged again",
-                  file=sys.stderr)
-            start = time.perf_counter()
-            reused = in_order_of(reused, evals[0].dialogues)
-            evals.append(judge(displays[1], reused, setup.judges, setup.pool, seed=cfg.seed))
-            evals[1].seconds.update(selfplay=0.0, judging=time.perf_counter() - start)
+            evals.append(judge_transcripts(reused, evals[0], cfg, setup, displays[1]))
     except (DataFormatError, FileNotFoundError, ValueError, LoadError) as err:
         print(f"p2bot eval: error: {err}", file=sys.stderr)
         return 1

@@ -5,7 +5,9 @@ run's start model, e.g. SFT) talk on the same persona pairs with the same seeds,
 ``p2bot eval --selfplay`` (every self-play option of ``eval`` applies). The chosen candidate has the highest
 ``--metric`` (judge Hits@1) among those that beat the baseline on it and keep the guards: judge PPL at most
 ``--max_ppl_increase`` above the baseline's, copy and echo rates (``--guards``) no higher than the baseline's. Use pairs disjoint from the ones you
-report results on (``--skip_pairs``): a selection made on the test pairs makes the test a selection. Writes
+report results on (``--skip_pairs``): a selection made on the test pairs makes the test a selection.
+``--compare_transcripts DIR`` judges the baseline's dialogues from an earlier ``eval --selfplay`` run on the same
+validation pairs and settings instead of playing them again (checked as in ``eval``). Writes
 ``selection.json`` (every candidate's paired comparison, the rule, the choice and its path) and ``selection.md``.
 """
 
@@ -19,7 +21,8 @@ from pathlib import Path
 
 from data_prep import DataFormatError
 from launch.commands.eval import EvalConfig
-from launch.commands.eval_selfplay import LoadError, evaluate_model, label, prepare
+from launch.commands.eval_selfplay import LoadError, evaluate_model, judge_transcripts, label, prepare
+from launch.commands.eval_transcripts import load_compare_transcripts
 from launch.config_io import start_command
 from models.atomic import write_text_atomic
 from rl.checkpoint import list_checkpoints
@@ -93,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
               f"(skipping the first {cfg.skip_pairs}) x {cfg.dialogues_per_pair} dialogues x {cfg.exchanges} exchanges",
               file=sys.stderr)
         args = (cfg, setup.pairs, setup.pool, setup.judges, setup.partner, setup.device)
-        baseline = evaluate_model(cfg.compare, *args, f"baseline {label(cfg.compare)}")
+        reused = (load_compare_transcripts(cfg.compare_transcripts, cfg, setup.pairs, setup.device)
+                  if cfg.compare_transcripts else None)
+        display = f"baseline {label(cfg.compare)}"
+        baseline = None if reused else evaluate_model(cfg.compare, *args, display)
         candidates = []
         for path in paths:
             ev = evaluate_model(str(path), *args, candidate_name(path))
+            if baseline is None:  # the reused dialogues, judged in the order this run plays the pairs
+                baseline = judge_transcripts(reused, ev, cfg, setup, display)
             candidates.append(check(ev.name, compare(ev, baseline, cfg.bootstrap_samples, cfg.seed), rule))
     except (DataFormatError, FileNotFoundError, ValueError, LoadError) as err:
         print(f"p2bot select: error: {err}", file=sys.stderr)

@@ -56,3 +56,31 @@ def test_select_errors_name_the_input(tiny_receiver_dir, tmp_path, capsys):
     assert "not one that is better higher" in capsys.readouterr().err
     assert cli(["select", "--candidates", str(baseline), "--output_dir", str(tmp_path / "o")]) == 2
     assert "--compare is required" in capsys.readouterr().err
+
+
+def test_select_judges_the_baselines_dialogues_from_an_earlier_eval(tiny_receiver_dir, tmp_path, capsys):
+    """``--compare_transcripts``: the baseline is not played again; the selection is the one a fresh run makes."""
+    baseline = save_tiny_lm(tmp_path / "sft", seed=1)
+    run = tmp_path / "rl"
+    for step, seed in ((1, 2), (2, 3)):
+        save_tiny_lm(run / f"checkpoint-{step}" / "policy", seed=seed)
+    common = ["--compare", str(baseline), "--judge_encoder", str(tiny_receiver_dir), "--judge_lm", str(baseline),
+              "--data", "sample", "--skip_pairs", "2", "--pairs", "3", "--dialogues_per_pair", "1", "--exchanges", "1",
+              "--max_new_tokens", "4", "--bootstrap_samples", "50", "--max_history_tokens", "32",
+              "--num_persona_candidates", "5"]
+    earlier = tmp_path / "eval"
+    assert cli(["eval", "--selfplay", "--model", str(run / "checkpoint-1" / "policy"), *common,
+                "--output_dir", str(earlier)]) == 0
+    assert cli(["select", "--candidates", str(run), *common, "--output_dir", str(tmp_path / "fresh")]) == 0
+    capsys.readouterr()
+    assert cli(["select", "--candidates", str(run), *common, "--compare_transcripts", str(earlier),
+                "--output_dir", str(tmp_path / "reused")]) == 0
+    assert "3 dialogues read from" in capsys.readouterr().err
+    fresh, reused = (json.loads((tmp_path / d / "selection.json").read_text()) for d in ("fresh", "reused"))
+    assert reused == fresh and len(fresh["candidates"]) == 2
+    # other validation pairs than the earlier evaluation's: refused, naming the field
+    other = list(common)
+    other[other.index("--skip_pairs") + 1] = "1"
+    assert cli(["select", "--candidates", str(run), *other, "--compare_transcripts", str(earlier),
+                "--output_dir", str(tmp_path / "other")]) == 1
+    assert "field skip_pairs is 2, this run has 1" in capsys.readouterr().err
