@@ -103,6 +103,11 @@ def rl_dir(out: Path, stage: str) -> Path:
     return out / "rl" if stage == "rl" else out / "rl" / f"seed-{_seed_of(stage)}"
 
 
+def rl_last_policy(out: Path, stage: str, recipe: dict) -> Path:
+    """The policy of a RL stage's last checkpoint (``max_steps``): what ``average``/``eval`` take, and its completion."""
+    return rl_dir(out, stage) / f"checkpoint-{_rl_steps(recipe)}" / "policy"
+
+
 def _final_policy(rl_dir: Path) -> Path | None:
     checkpoints = sorted(rl_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return checkpoints[-1] / "policy" if checkpoints else None
@@ -135,7 +140,7 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
     seed = recipe.get("seed", 0)
     seeds = rl_seeds(recipe)
     rl_stages = [s for s in stage_names(recipe) if command_of(s) == "rl"]
-    finals = [str(rl_dir(out, s) / f"checkpoint-{_rl_steps(recipe)}" / "policy") for s in rl_stages]
+    finals = [str(rl_last_policy(out, s, recipe)) for s in rl_stages]
     last = str(out / "average" / "model") if seeds else finals[0]
     evaluation = recipe.get("eval") or {}
     selecting = recipe.get("select") is not None
@@ -179,7 +184,7 @@ def done(stage: str, out: Path, recipe: dict) -> bool:
     if stage == "receiver":
         return (out / "receiver" / "model" / "p2bot_receiver.json").is_file()
     if command_of(stage) == "rl":
-        return (rl_dir(out, stage) / f"checkpoint-{_rl_steps(recipe)}" / "policy" / "p2bot_transmitter.json").is_file()
+        return (rl_last_policy(out, stage, recipe) / "p2bot_transmitter.json").is_file()
     if stage == "average":
         return (out / "average" / "model" / "p2bot_transmitter.json").is_file()
     if stage == "select":
