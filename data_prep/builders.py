@@ -16,8 +16,8 @@ from pathlib import Path
 
 from datasets import Dataset, load_from_disk
 
+from data_prep.files.atomic import fsync_tree
 from data_prep.schema import PersonaDialogue, other
-from models.atomic import fsync_tree
 
 CACHE_VERSION = "2"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from data_prep import build_receiver_examples, read_dialogues, sample_data_path
-from models.loading import resolve_device
-from models.receiver import Receiver
+from models.loading.pretrained import resolve_device
+from models.networks.receiver import Receiver
 
 SPC_VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthetic-persona-chat" / "Synthetic-Persona-Chat_valid.csv"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from models.atomic import write_text_atomic
+from data_prep.files.atomic import write_text_atomic
 
 VARIANTS: dict[str, list[str]] = {
     "ppo (turn, gae, value head)": [],
@@ -70,7 +70,7 @@ def _toy_setup(out: Path) -> tuple[str, list[str]]:
     import torch
     from transformers import AutoTokenizer, PhiConfig, PhiForCausalLM
 
-    from models.embedded import embedded_policy_path
+    from models.loading.embedded import embedded_policy_path
 
     path = out / "toy_policy"
     if not (path / "config.json").is_file():

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from models.atomic import write_text_atomic
+from data_prep.files.atomic import write_text_atomic
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _max_rss_mb() -> float:
 def seed_style_selfplay(transmitter, formatter, pairs: list[dict], cfg: BenchSelfPlayConfig) -> list[list[int]]:
     """Dialogue by dialogue, turn by turn; returns every turn's generated ids."""
     from launch.commands.bench import seed_style_generate
-    from models.generation import stop_token_ids
+    from models.generation.sampling import stop_token_ids
 
     stops, gen = stop_token_ids(transmitter.tokenizer), torch.Generator().manual_seed(cfg.seed)
     out = []
@@ -100,8 +100,8 @@ class _TimedPrefill:
     """
 
     def __init__(self):
-        from models.generation import generate
-        from models.transmitter import pad_batch
+        from models.generation.sampling import generate
+        from models.networks.transmitter import pad_batch
 
         self._generate, self._pad = generate, pad_batch
         self.reset()
@@ -114,7 +114,7 @@ class _TimedPrefill:
         """Share of all prompt tokens that a speaker's KV cache from its previous turn (that turn's prompt and
         response, two calls back) could have covered: their common prefix with the new prompt. An upper bound:
         the last generated token has no cache entry yet."""
-        from models.kv_reuse import common_prefix
+        from models.generation.kv_reuse import common_prefix
 
         total = sum(len(c) for prompts, _ in self.calls for c in prompts)
         covered = sum(common_prefix(list(old_p) + list(old_o), list(new_p))
@@ -138,7 +138,7 @@ class _TimedPrefill:
 
 def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: str, layout: str = "turn") -> None:
     """Child process: ``update_steps`` PPO steps on the saved rollouts; writes tokens/s and peak RSS."""
-    from models.transmitter import Transmitter
+    from models.networks.transmitter import Transmitter
     from rl.config import PPOConfig
     from rl.experience import Rollout
     from rl.trainer import PPOTrainer
@@ -167,7 +167,7 @@ def _update_phase(mode: str, cfg_dict: dict, rollouts_path: str, result_path: st
                     use_peft=base == "lora", learning_rate=1e-6, max_steps=cfg.update_steps, seed=cfg.seed,
                     gradient_accumulation_steps=accumulation, gradient_checkpointing=checkpointing, episode_layout=layout,
                     pairs_per_step=1, rollouts_per_pair=max(1, num_rows))
-    from models.loading import resolve_dtype
+    from models.loading.pretrained import resolve_dtype
 
     dtype = resolve_dtype(cfg.torch_dtype)
     policy = Transmitter.from_pretrained(cfg.model, with_value_head=True, lora=lora, torch_dtype=dtype)
@@ -204,13 +204,13 @@ def run_update_phase(mode: str, cfg: BenchSelfPlayConfig, rollouts_path: Path, l
 def run(argv: list[str] | None = None) -> int:
     from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
     from launch.config_io import start_command
-    from models.prompt import PromptFormatter
-    from models.transmitter import Transmitter
+    from models.networks.transmitter import Transmitter
+    from models.prompting.prompt import PromptFormatter
     from rl.selfplay import Sampling, SelfPlayEnv
 
     cfg, out = start_command(BenchSelfPlayConfig, argv, prog="p2bot bench selfplay", description=__doc__)
     pairs = list(build_selfplay_pairs(read_dialogues(resolve_data_path(cfg.data)).dialogues, seed=cfg.seed))[: cfg.num_pairs]
-    from models.loading import resolve_device, resolve_dtype
+    from models.loading.pretrained import resolve_device, resolve_dtype
 
     model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device),
                                         torch_dtype=resolve_dtype(cfg.torch_dtype)).eval()

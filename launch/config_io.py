@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from trl import TrlParser
 
-from models.atomic import write_text_atomic
+from data_prep.files.atomic import write_text_atomic
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

@@ -14,7 +14,7 @@ import sys
 
 from data_prep import ReadResult, infer_format, read_dialogues, resolve_data_path
 from data_prep.io import DATASET_FORMATS
-from models.loading import resolve_model_path
+from models.loading.pretrained import resolve_model_path
 
 # errors a user can fix; DataFormatError and json's decoding error are ValueErrors, missing files OSErrors
 USER_ERRORS = (ValueError, OSError)

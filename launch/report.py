@@ -9,7 +9,7 @@ from pathlib import Path
 
 import matplotlib
 
-from models.jsonl_log import read_jsonl
+from data_prep.files.jsonl_log import read_jsonl
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -11,7 +11,7 @@ costs the full weight (a ramp steep enough to stop copies also taxes every parti
 
 from __future__ import annotations
 
-from models.text_metrics import max_content_recall, token_f1
+from models.scoring.text_metrics import max_content_recall, token_f1
 from rewards.base import as_texts, column
 from rewards.registry import register_reward
 

@@ -7,7 +7,7 @@ within a few steps on a small policy unless something penalises them. Use with a
 
 from __future__ import annotations
 
-from models.text_metrics import repeated_ngram_fraction
+from models.scoring.text_metrics import repeated_ngram_fraction
 from rewards.base import as_texts
 from rewards.registry import register_reward
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models.text_metrics import max_content_recall
+from models.scoring.text_metrics import max_content_recall
 from rewards.base import ReceiverReward, as_texts, batch_normalize, column, dialogue_groups
 from rewards.registry import register_reward
 

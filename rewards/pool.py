@@ -59,7 +59,7 @@ class ScorerPool:
 
     def transmitter(self):
         if self._transmitter is None:
-            from models.transmitter import Transmitter
+            from models.networks.transmitter import Transmitter
 
             with self.load_context():
                 self._transmitter = Transmitter.from_pretrained(
@@ -72,14 +72,14 @@ class ScorerPool:
 
     def formatter(self):
         if self._formatter is None:
-            from models.prompt import PromptFormatter
+            from models.prompting.prompt import PromptFormatter
 
             self._formatter = PromptFormatter(self.transmitter().tokenizer, max_history_tokens=self.max_history_tokens)
         return self._formatter
 
     def receiver(self):
         if self._receiver is None:
-            from models.receiver import Receiver
+            from models.networks.receiver import Receiver
 
             with self.load_context():
                 self._receiver = Receiver.from_pretrained(str(self.receiver_path), device=self.device)
@@ -89,7 +89,7 @@ class ScorerPool:
 
     def lm_scorer(self):
         if self._lm_scorer is None:
-            from models.scorers import LMScorer
+            from models.scoring.scorers import LMScorer
 
             t = self.transmitter()
             self._lm_scorer = LMScorer(t, t.tokenizer, disable_adapter=self.disable_adapter)
@@ -97,7 +97,7 @@ class ScorerPool:
 
     def nup_scorer(self):
         if self._nup_scorer is None:
-            from models.scorers import NUPScorer
+            from models.scoring.scorers import NUPScorer
 
             self._nup_scorer = NUPScorer(self.transmitter(), disable_adapter=self.disable_adapter)
         return self._nup_scorer

@@ -1,5 +1,7 @@
-"""RL for persona dialogue: self-play environment, PPO/REINFORCE trainer, checkpoints (see DESIGN.md §5)."""
+"""RL for persona dialogue: self-play environment, PPO/REINFORCE trainer, checkpoints (see DESIGN.md §5); guards
+(``rl.guards``) and the self-play evaluation (``rl.evaluation``) in subpackages."""
 
+from data_prep.moved import install as _install_moved
 from rl.advantages import gae, group_baseline_advantages, kl_penalty, token_rewards, whiten
 from rl.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from rl.config import PPOConfig
@@ -15,3 +17,5 @@ __all__ = [
     "group_baseline_advantages", "kl_penalty", "list_checkpoints", "load_checkpoint", "resolve_checkpoint",
     "save_checkpoint", "token_rewards", "train", "whiten",
 ]
+
+_install_moved()

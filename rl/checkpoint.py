@@ -9,7 +9,7 @@ Layout of ``<output_dir>/checkpoint-<step>/``:
     lagged_partner.safetensors   the lagged partner's synced weights (``partner: lagged``)
     trainer_state.json     step, KL-controller state, log offsets, anything the caller adds
 Every process writes into ``.tmp-checkpoint-<step>``; the main process fsyncs it and renames it into place
-(``models.atomic.replace_dir``), so a crash at any moment leaves every ``checkpoint-<step>`` complete.
+(``data_prep.files.atomic.replace_dir``), so a crash at any moment leaves every ``checkpoint-<step>`` complete.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import re
 import shutil
 from pathlib import Path
 
-from models.atomic import fsync_path, recover_dir, replace_dir, write_text_atomic
-from models.train_state import load_rng_state, load_scheduler, save_rng_state, save_scheduler
+from data_prep.files.atomic import fsync_path, recover_dir, replace_dir, write_text_atomic
+from models.infra.train_state import load_rng_state, load_scheduler, save_rng_state, save_scheduler
 from rl.trainer import PPOTrainer
 
 PREFIX = "checkpoint-"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.generation import BACKENDS
-from models.tracking import resolve_report_to
+from models.generation.sampling import BACKENDS
+from models.infra.tracking import resolve_report_to
 
 ALGOS = ("ppo", "reinforce", "rloo", "grpo")
 KL_ESTIMATORS = ("k1", "k3")
@@ -101,7 +101,7 @@ class PPOConfig:
         "help": "weight of the persona anchor (rl.anchor): a hinge loss on any rise, above the reference policy's, of the "
                 "log-probability of a speaker's own persona sentences as its response (0: off; needs a reference)"})
     copy_guard_coef: float = field(default=0.0, metadata={
-        "help": "weight of the copy guard (rl.copy_guard): unlikelihood of the tokens that would complete a copy of one of "
+        "help": "weight of the copy guard (rl.guards.copy_guard): unlikelihood of the tokens that would complete a copy of one of "
                 "the speaker's persona sentences, at every position of a trained response one content word short of "
                 "one (0: off)"})
     copy_guard_threshold: float = field(default=0.8, metadata={

@@ -43,7 +43,7 @@ class Experience:
     ``turn_ids`` (B, R) says which of the row's own turns a token belongs to (-1 on padding); each turn's score
     is ``turn_scores[b, k]`` (``turn_mask`` marks real turns). ``value_mask`` is where the value loss applies
     (every response token, or turn starts for turn-level GAE). ``copy_candidates`` holds, for each trained token,
-    the tokens the copy guard lowers there (``rl.copy_guard``).
+    the tokens the copy guard lowers there (``rl.guards.copy_guard``).
     """
 
     input_ids: torch.Tensor  # (B, L)
@@ -61,7 +61,7 @@ class Experience:
     advantages: torch.Tensor | None = None  # (B, R)
     returns: torch.Tensor | None = None  # (B, R)
     value_mask: torch.Tensor | None = None  # (B, R)
-    copy_candidates: torch.Tensor | None = None  # (B, R, M) long, -1 pads (rl.copy_guard)
+    copy_candidates: torch.Tensor | None = None  # (B, R, M) long, -1 pads (rl.guards.copy_guard)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from models.jsonl_log import JsonlLog
-from models.tracking import log_table, tracker_config
+from data_prep.files.jsonl_log import JsonlLog
+from models.infra.tracking import log_table, tracker_config
 from rl.checkpoint import load_checkpoint, recover_checkpoints, resolve_checkpoint, save_checkpoint
 from rl.selfplay import SelfPlayEnv
 from rl.trainer import PPOTrainer

@@ -92,7 +92,7 @@ def anchor_loss(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.
 
 
 def copy_unlikelihood_loss(logits: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Unlikelihood (Welleck et al. 2020) of the tokens that would complete a persona copy (``rl.copy_guard``):
+    """Unlikelihood (Welleck et al. 2020) of the tokens that would complete a persona copy (``rl.guards.copy_guard``):
     ``mean over guarded positions of -log(1 - Σ_c π(c))``, c over ``candidates[b, t]`` (-1 pads). Guarded positions
     are response tokens (``mask``) with at least one candidate; the loss is 0 without any. ``logits`` (B, R, V) are
     the sampled distribution's (after the temperature)."""

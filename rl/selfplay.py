@@ -3,7 +3,7 @@
 Both speakers are the policy unless a frozen partner plays B. Each turn, all dialogues of the batch generate
 together (one batched, left-padded, KV-cached call per turn), each speaker with its own sampling settings; the
 speaker's prompt is ``PromptFormatter.encode_context(own persona, history)``. With ``reuse_kv_cache`` a speaker's
-call continues from the KV cache of its own previous prompt and response (``models.kv_reuse``), so only the
+call continues from the KV cache of its own previous prompt and response (``models.generation.kv_reuse``), so only the
 tokens added since (the partner's reply, the re-opened turn) are encoded.
 Scoring happens after the whole batch of dialogues is done, so turn-level rewards see the full transcript.
 """
@@ -61,7 +61,7 @@ class SelfPlayEnv:
     Args:
         pairs: rows with ``pair_id``, ``persona_a``, ``persona_b`` and optionally ``first_utterance``
             (``data_prep.build_selfplay_pairs``).
-        formatter: a ``models.prompt.PromptFormatter`` for the policy's tokenizer.
+        formatter: a ``models.prompting.prompt.PromptFormatter`` for the policy's tokenizer.
         reward_fn: ``f(prompts, completions, **kwargs) -> list[float]``; kwargs persona, partner_persona, history,
             turn, speaker, dialogue_id. If it exposes ``last_components`` (name → list of floats) after a call,
             those are logged as ``reward/<name>``.
@@ -73,11 +73,11 @@ class SelfPlayEnv:
         train_partner_turns: with the policy as B, also train on B's turns (greedy turns are never trained).
         use_first_utterance: A's first line is the data's opening line (not trained); B replies first.
         seed, process_index, num_processes: which pairs each process takes at each step (deterministic).
-        generate_fn: ``(model, contexts, **sampling) -> list[list[int]]``; default: ``models.generation``'s
+        generate_fn: ``(model, contexts, **sampling) -> list[list[int]]``; default: ``models.generation.sampling``'s
             ``generate_with_cache`` with ``reuse_kv_cache``, else ``generate``.
         reuse_kv_cache: reuse each speaker's KV cache across its turns (ignored with a custom ``generate_fn`` or
             the ``static`` backend).
-        generation_backend: ``"hf"`` or ``"static"`` (``models.generation.generate``'s ``backend``).
+        generation_backend: ``"hf"`` or ``"static"`` (``models.generation.sampling.generate``'s ``backend``).
     """
 
     def __init__(self, pairs: Sequence[dict], formatter, reward_fn: Callable | None = None, *, pairs_per_step: int = 4,
@@ -144,12 +144,12 @@ class SelfPlayEnv:
             kw = dict(max_new_tokens=self.response_length, do_sample=s.do_sample, temperature=s.temperature,
                       top_k=s.top_k, top_p=s.top_p)
             if self.reuse_kv_cache:
-                from models.generation import generate_with_cache
+                from models.generation.sampling import generate_with_cache
 
                 outs, new = generate_with_cache(model, contexts, [caches.get((k, speaker)) for k in range(len(contexts))], **kw)
                 caches.update({(k, speaker): c for k, c in enumerate(new)})
             else:
-                from models.generation import generate
+                from models.generation.sampling import generate
 
                 outs = self.generate_fn(model, contexts, **kw) if self.generate_fn else \
                     generate(model, contexts, backend=self.generation_backend, **kw)

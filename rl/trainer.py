@@ -19,15 +19,15 @@ from accelerate import Accelerator
 from transformers import get_scheduler
 from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
-from models.generation import stop_token_ids
-from models.tracking import resolve_report_to
+from models.generation.sampling import stop_token_ids
+from models.infra.tracking import resolve_report_to
 from rl.advantages import kl_penalty, whiten
 from rl.algorithms import ALGO_SPECS, compute_advantages
 from rl.anchor import persona_anchor_rollouts
 from rl.config import PPOConfig
-from rl.copy_guard import CopyGuard
 from rl.episodes import LAYOUTS
 from rl.experience import Experience, Rollout, collate
+from rl.guards.copy_guard import CopyGuard
 from rl.kl import build_kl_controller
 from rl.losses import (
     anchor_loss,
@@ -44,10 +44,10 @@ logger = logging.getLogger(__name__)
 
 def build_accelerator(config: PPOConfig, **kwargs) -> Accelerator:
     """An ``Accelerator`` for ``config``, logging to its ``report_to`` trackers (files under ``output_dir``); a
-    multi-process run without CUDA uses gloo (``models.loading.with_cpu_processes``)."""
+    multi-process run without CUDA uses gloo (``models.loading.pretrained.with_cpu_processes``)."""
     from accelerate.utils import ProjectConfiguration
 
-    from models.loading import with_cpu_processes
+    from models.loading.pretrained import with_cpu_processes
 
     trackers = resolve_report_to(config.report_to)
     kwargs.setdefault("log_with", trackers or None)
@@ -70,7 +70,7 @@ class PPOTrainer:
 
     Args:
         config: the run's ``PPOConfig``.
-        policy: a ``models.transmitter.Transmitter``; with ``algo='ppo'`` it needs a value head, unless a
+        policy: a ``models.networks.transmitter.Transmitter``; with ``algo='ppo'`` it needs a value head, unless a
             ``value_model`` is given.
         ref_policy: frozen reference for the KL term; None with a LoRA policy means the adapter-disabled base,
             None otherwise means no KL term (β is then ignored).
@@ -80,7 +80,7 @@ class PPOTrainer:
         lagged_partner: a ``rl.partner.LaggedPartner``, synced from the policy every ``partner_sync_steps`` steps.
         end_token_ids: the tokens that close a response (``missing_eos_penalty``); default: the tokenizer's EOS and
             the chat format's end-of-turn token.
-        formatter: the ``models.prompt.PromptFormatter`` whose responses the policy produces (the persona anchor
+        formatter: the ``models.prompting.prompt.PromptFormatter`` whose responses the policy produces (the persona anchor
             encodes persona sentences with it); default: one over the policy's tokenizer.
     """
 
@@ -96,7 +96,7 @@ class PPOTrainer:
             )
         self.spec = ALGO_SPECS[config.algo]
         if value_model is not None:
-            from models.critic import PolicyWithCritic
+            from models.networks.critic import PolicyWithCritic
 
             policy = PolicyWithCritic(policy, value_model)
         if self.spec.critic and getattr(policy, "value_head", None) is None:
@@ -128,7 +128,7 @@ class PPOTrainer:
             raise ValueError("persona_anchor_coef > 0 measures the rise of persona sentences' log-probability above a "
                              "reference policy: give a ref_policy (or a LoRA policy, whose base is the reference)")
         if formatter is None and config.persona_anchor_coef > 0:
-            from models.prompt import PromptFormatter
+            from models.prompting.prompt import PromptFormatter
 
             formatter = PromptFormatter(self.tokenizer)
         self.formatter = formatter

@@ -53,8 +53,8 @@ def tiny_receiver_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from models.embedded import embedded_receiver_path
-    from models.receiver import Receiver
+    from models.loading.embedded import embedded_receiver_path
+    from models.networks.receiver import Receiver
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_receiver_path())
     torch.manual_seed(0)

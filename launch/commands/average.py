@@ -3,7 +3,7 @@
 The models must share an architecture and should share a start (the SFT model every RL run began from): averaging
 unrelated fine-tunes gives noise. LoRA policies are merged into their base first, so the output is a full model.
 Writes the averaged Transmitter (safetensors, atomic) to ``output_dir/model`` and the resolved config to
-``output_dir``; judge it like any policy, e.g. ``p2bot eval --selfplay --model <output_dir>/model --compare <sft>``. See ``rl.averaging``.
+``output_dir``; judge it like any policy, e.g. ``p2bot eval --selfplay --model <output_dir>/model --compare <sft>``. See ``rl.evaluation.averaging``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from launch.config_io import start_command
 from launch.errors import option
-from models.transmitter import Transmitter
-from rl.averaging import average_transmitters
+from models.networks.transmitter import Transmitter
+from rl.evaluation.averaging import average_transmitters
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.atomic import write_text_atomic
+from data_prep.files.atomic import write_text_atomic
 
 # name -> "module:function"; each function takes argv (list[str]) and returns an exit code
 BENCHMARKS: dict[str, str] = {
@@ -124,16 +124,16 @@ def seed_style_generate(transmitter, context: list[int], max_new_tokens: int, st
 def bench_eval(argv: list[str] | None = None) -> int:
     from data_prep import read_dialogues, resolve_data_path
     from launch.config_io import start_command
-    from models.evaluation import build_eval_examples, f1_of, generate_responses
-    from models.generation import stop_token_ids
-    from models.prompt import PromptFormatter
-    from models.transmitter import Transmitter
+    from models.generation.sampling import stop_token_ids
+    from models.networks.transmitter import Transmitter
+    from models.prompting.prompt import PromptFormatter
+    from models.scoring.gold_eval import build_eval_examples, f1_of, generate_responses
 
     cfg, out = start_command(BenchEvalConfig, argv, prog="p2bot bench eval", description=__doc__)
     dialogues = read_dialogues(resolve_data_path(cfg.data)).dialogues
     examples = build_eval_examples(dialogues[: cfg.num_examples], num_candidates=2, seed=cfg.seed,
                                    examples_per_dialogue=1)[: cfg.num_examples]
-    from models.loading import resolve_device, resolve_dtype
+    from models.loading.pretrained import resolve_device, resolve_dtype
 
     model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device),
                                         torch_dtype=resolve_dtype(cfg.torch_dtype)).eval()

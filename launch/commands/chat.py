@@ -15,10 +15,10 @@ from transformers import set_seed
 
 from launch.config_io import parse_configs
 from launch.errors import option, read_data
-from models.generation import generate
-from models.loading import resolve_device, resolve_dtype
-from models.prompt import PromptFormatter
-from models.transmitter import Transmitter
+from models.generation.sampling import generate
+from models.loading.pretrained import resolve_device, resolve_dtype
+from models.networks.transmitter import Transmitter
+from models.prompting.prompt import PromptFormatter
 
 QUIT = {"/quit", "/exit", "quit", "exit"}
 

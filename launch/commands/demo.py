@@ -88,9 +88,9 @@ def _latest_policy(rl_dir: Path) -> Path:
 def sample_dialogues(model: Path, pairs: list[dict], cfg: DemoConfig) -> list[dict]:
     """Greedy self-play between two copies of ``model`` on fixed persona pairs (comparable before/after)."""
     from launch.commands.chat import Agent, ChatConfig
-    from models.loading import resolve_device
-    from models.prompt import PromptFormatter
-    from models.transmitter import Transmitter
+    from models.loading.pretrained import resolve_device
+    from models.networks.transmitter import Transmitter
+    from models.prompting.prompt import PromptFormatter
 
     transmitter = Transmitter.from_pretrained(model, device=resolve_device(cfg.device)).eval()
     chat_cfg = ChatConfig(do_sample=False, max_new_tokens=cfg.response_length)

@@ -17,15 +17,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from data_prep.files.atomic import write_text_atomic
 from launch.commands.sft import load_dialogues
 from launch.config_io import start_command
 from launch.errors import option, require_inputs
-from models.atomic import write_text_atomic
-from models.evaluation import build_eval_examples, evaluate_transmitter
-from models.generation import BACKENDS
-from models.loading import resolve_device, resolve_dtype
-from models.prompt import PromptFormatter
-from models.transmitter import Transmitter
+from models.generation.sampling import BACKENDS
+from models.loading.pretrained import resolve_device, resolve_dtype
+from models.networks.transmitter import Transmitter
+from models.prompting.prompt import PromptFormatter
+from models.scoring.gold_eval import build_eval_examples, evaluate_transmitter
 
 RESULTS_FILE = "eval_results.json"
 
@@ -116,7 +116,7 @@ class EvalConfig:
             if self.judge_context not in ("persona_history", "history", "none"):
                 raise ValueError(f"judge_context={self.judge_context!r}: expected persona_history, history or none")
             if self.compare_transcripts:
-                from launch.commands.eval_transcripts import transcripts_folder  # noqa: PLC0415 (only when asked)
+                from rl.evaluation.transcripts import transcripts_folder  # noqa: PLC0415 (only when asked)
 
                 if not self.compare:
                     raise ValueError("--compare_transcripts needs --compare (the model whose transcripts are reused)")

@@ -1,7 +1,7 @@
 """``p2bot eval --selfplay``: self-play on held-out persona pairs, scored by frozen judges, optionally against a second model.
 
 Wires data, models and judges together and writes ``selfplay_results.json``, ``selfplay_table.md`` and
-``selfplay_samples.md`` to ``output_dir``; the evaluation itself is ``rl.evaluation`` and ``rl.eval_stats``.
+``selfplay_samples.md`` to ``output_dir``; the evaluation itself is ``rl.evaluation.play`` and ``rl.evaluation.stats``.
 """
 
 from __future__ import annotations
@@ -15,21 +15,27 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from data_prep import DataFormatError, build_selfplay_pairs, resolve_data_path
-from launch.commands.eval_transcripts import in_order_of, load_compare_transcripts, weights_fingerprint
+from data_prep.files.atomic import write_text_atomic
 from launch.errors import read_data
-from models.atomic import write_text_atomic
-from models.judges import LMJudge, NLIJudge, PersonaJudge
-from models.loading import resolve_device, resolve_dtype
-from models.prompt import PromptFormatter
-from models.receiver import Receiver
-from models.scorers import LMScorer
-from models.transmitter import Transmitter
-from rl.eval_stats import compare, comparison_table, corpus_distinct, samples_markdown, summarize, summary_table
-from rl.evaluation import Judges, JudgeSettings, ModelEval, judge, persona_key, play
+from models.loading.pretrained import resolve_device, resolve_dtype
+from models.networks.receiver import Receiver
+from models.networks.transmitter import Transmitter
+from models.prompting.prompt import PromptFormatter
+from models.scoring.judges import LMJudge, NLIJudge, PersonaJudge
+from models.scoring.scorers import LMScorer
+from rl.evaluation.play import Judges, JudgeSettings, ModelEval, judge, persona_key, play
+from rl.evaluation.stats import compare, comparison_table, corpus_distinct, samples_markdown, summarize, summary_table
+from rl.evaluation.transcripts import (
+    DIALOGUES_FILE,
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    TABLE_FILE,
+    dump_records,
+    in_order_of,
+    load_compare_transcripts,
+    weights_fingerprint,
+)
 from rl.selfplay import Sampling
-
-RESULTS_FILE, TABLE_FILE, SAMPLES_FILE = "selfplay_results.json", "selfplay_table.md", "selfplay_samples.md"
-DIALOGUES_FILE = "selfplay_dialogues.jsonl"
 
 
 class LoadError(Exception):
@@ -194,11 +200,7 @@ def run_selfplay_eval(cfg) -> int:
                   f"{counts[0]} of {counts[1]} judged speakers (the '... training never saw' rows).\n")
     write_text_atomic(out / TABLE_FILE, table)
     write_text_atomic(out / SAMPLES_FILE, samples_markdown(evals, cfg.num_sample_dialogues))
-    write_text_atomic(out / DIALOGUES_FILE, "".join(
-        json.dumps({"model": ev.name, "dialogue_id": pd.dialogue.dialogue_id, "pair_id": pd.dialogue.pair_id,
-                    "persona_a": pd.dialogue.persona_a, "persona_b": pd.dialogue.persona_b, "speakers": pd.dialogue.speakers,
-                    "turns": pd.dialogue.turns, "cut_off": pd.cut_off, "judged": list(pd.judged)}) + "\n"
-        for ev in evals for pd in ev.dialogues))
+    write_text_atomic(out / DIALOGUES_FILE, dump_records(evals))
     write_text_atomic(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
     print(table)
     print(f"results: {out / RESULTS_FILE}, {out / TABLE_FILE}, {out / SAMPLES_FILE}, {out / DIALOGUES_FILE}")

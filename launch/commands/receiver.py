@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep import DataFormatError, build_receiver_examples
+from data_prep.files.atomic import write_text_atomic
 from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, read_data, require_inputs
-from models.atomic import write_text_atomic
-from models.lexical import LexicalScorer, lexical_persona_score
-from models.loading import resolve_device
-from models.metrics import paired_bootstrap
-from models.receiver import Receiver
-from models.receiver_training import (
+from models.loading.pretrained import resolve_device
+from models.networks.receiver import Receiver
+from models.scoring.lexical import LexicalScorer, lexical_persona_score
+from models.scoring.metrics import paired_bootstrap
+from models.training.receiver_training import (
     ReceiverTrainer,
     ReceiverTrainingConfig,
     example_ranks,

@@ -17,8 +17,8 @@ from data_prep import build_selfplay_pairs
 from launch.commands.sft import load_dialogues
 from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, require_inputs
-from models.prompt import PromptFormatter
-from models.transmitter import Transmitter
+from models.networks.transmitter import Transmitter
+from models.prompting.prompt import PromptFormatter
 from rewards import ScorerPool, build_composite
 from rl.config import PPOConfig
 from rl.loop import train

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep import DataFormatError
+from data_prep.files.atomic import write_text_atomic
 from launch.commands.eval import EvalConfig
 from launch.commands.eval_selfplay import LoadError, evaluate_model, judge_transcripts, label, prepare
-from launch.commands.eval_transcripts import load_compare_transcripts
 from launch.config_io import start_command
-from models.atomic import write_text_atomic
 from rl.checkpoint import list_checkpoints
-from rl.eval_stats import compare
-from rl.selection import SelectionRule, check, choose, selection_table
+from rl.evaluation.selection import SelectionRule, check, choose, selection_table
+from rl.evaluation.stats import compare
+from rl.evaluation.transcripts import load_compare_transcripts
 
 RESULTS_FILE, TABLE_FILE = "selection.json", "selection.md"
 FALLBACKS = ("last", "fail")

@@ -16,9 +16,9 @@ from transformers import TrainingArguments
 from data_prep import build_transmitter_examples
 from launch.config_io import config_to_dict, parse_configs, save_resolved_config
 from launch.errors import option, read_data
-from models.prompt import PromptFormatter
-from models.sft import SFTCollator, TransmitterSFTConfig, TransmitterSFTDataset, TransmitterSFTTrainer
-from models.transmitter import Transmitter
+from models.networks.transmitter import Transmitter
+from models.prompting.prompt import PromptFormatter
+from models.training.sft import SFTCollator, TransmitterSFTConfig, TransmitterSFTDataset, TransmitterSFTTrainer
 
 DEFAULT_OUTPUT_DIR = "runs/sft"
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout, n
 
 
 def _install_kill_hooks(kill_op: str | None, kill_at: int | None, after: bool) -> dict[str, int]:
-    import models.atomic
+    import data_prep.files.atomic
 
     counts: dict[str, int] = {}
 
@@ -44,7 +44,7 @@ def _install_kill_hooks(kill_op: str | None, kill_at: int | None, after: bool) -
         setattr(owner, attr, hooked)
 
     for owner, attr, name in ((os, "fsync", "fsync"), (os, "replace", "replace"), (shutil, "rmtree", "rmtree"),
-                              (models.atomic, "_exchange", "exchange")):
+                              (data_prep.files.atomic, "_exchange", "exchange")):
         wrap(owner, attr, name)
     return counts
 

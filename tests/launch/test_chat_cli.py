@@ -12,7 +12,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from launch.cli import main
-from models.embedded import embedded_policy_path
+from models.loading.embedded import embedded_policy_path
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def _config_types(path: Path) -> tuple[type, ...]:
     """``receiver_*.yaml`` configure ``p2bot receiver``; every other experiment is a ``p2bot rl`` run."""
     if path.stem.startswith("receiver_"):
         from launch.commands.receiver import ReceiverDataConfig
-        from models.receiver_training import ReceiverTrainingConfig
+        from models.training.receiver_training import ReceiverTrainingConfig
 
         return ReceiverDataConfig, ReceiverTrainingConfig
     return (PPOConfig,)
@@ -59,9 +59,8 @@ def test_experiment_yaml_parses_into_its_config(path):
 def test_custom_reward_experiment_runs_a_step_on_cpu(tmp_path, monkeypatch):
     """The user's reward file is swapped in by YAML alone; one PPO step on a tiny policy."""
     sys.path.insert(0, str(REPO / "tests" / "rl"))
-    from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer
-
     from launch.cli import main
+    from tests.rl.rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer
 
     monkeypatch.chdir(REPO)  # the YAML names launch/examples/length_reward.py relative to the repo
     tiny = build_tiny_model_dir(tmp_path / "tiny", load_smollm2_tokenizer())
@@ -81,9 +80,8 @@ def test_custom_reward_experiment_runs_a_step_on_cpu(tmp_path, monkeypatch):
 def test_cpu_rl_experiment_runs_a_step(name, tmp_path, monkeypatch, spc_valid_path, cache_env):
     """The CPU-sized PPO recipes run as written (data, rewards, schedule), on a tiny policy and a shortened run."""
     sys.path.insert(0, str(REPO / "tests" / "rl"))
-    from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer
-
     from launch.cli import main
+    from tests.rl.rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer
 
     monkeypatch.chdir(REPO)  # spc_ppo names ../shared/data relative to the repo
     tiny = build_tiny_model_dir(tmp_path / "tiny", load_smollm2_tokenizer())

@@ -10,7 +10,7 @@ from launch.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "rl"))
-from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
+from tests.rl.rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from launch.cli import main
-from models.loading import resolve_device, resolve_dtype
+from models.loading.pretrained import resolve_device, resolve_dtype
 from tests.models.transmitter_fixtures import save_tiny_lm
 
 
@@ -26,7 +26,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture()
 def loads(monkeypatch):
     """Record the device and dtype of every Transmitter loaded."""
-    from models.transmitter import Transmitter
+    from models.networks.transmitter import Transmitter
 
     seen = []
     real = Transmitter.from_pretrained.__func__

@@ -10,8 +10,8 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
 from launch.cli import main as cli
-from models.embedded import embedded_receiver_path
-from rl.evaluation import persona_key
+from models.loading.embedded import embedded_receiver_path
+from rl.evaluation.play import persona_key
 from tests.models.transmitter_fixtures import save_tiny_lm
 
 

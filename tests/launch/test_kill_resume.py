@@ -21,9 +21,8 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "rl"))
-from rl_fixtures import load_smollm2_tokenizer  # noqa: E402
-
 from data_prep import PersonaDialogue, write_jsonl  # noqa: E402
+from tests.rl.rl_fixtures import load_smollm2_tokenizer  # noqa: E402
 
 SEEDS = (0, 1, 2)
 KILLS_PER_SEED = 3

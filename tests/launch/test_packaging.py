@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from models.embedded import POLICY_PIP, RECEIVER_PIP
+from models.loading.embedded import POLICY_PIP, RECEIVER_PIP
 
 try:
     import tomllib

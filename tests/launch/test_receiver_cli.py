@@ -6,7 +6,7 @@ import yaml
 
 from data_prep import PersonaDialogue, write_jsonl
 from launch.cli import main
-from models.receiver import Receiver
+from models.networks.receiver import Receiver
 
 WORDS = ["hiking", "chess", "jazz", "baking", "surfing", "painting", "fishing", "gardening", "poetry", "karate",
          "cycling", "pottery", "skiing", "knitting", "tennis", "opera", "nurse", "pilot", "chef", "farmer"]

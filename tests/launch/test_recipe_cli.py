@@ -14,7 +14,7 @@ from launch.commands.recipe import RecipeError, command_of, load_recipe, stage_c
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "rl"))
-from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
+from tests.rl.rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
 
 
 def tiny_recipe(policy, receiver, out) -> dict:
@@ -97,8 +97,8 @@ def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
     from launch.commands.receiver import ReceiverDataConfig
     from launch.commands.select import SelectConfig
     from launch.config_io import parse_configs
-    from models.receiver_training import ReceiverTrainingConfig
-    from models.sft import TransmitterSFTConfig
+    from models.training.receiver_training import ReceiverTrainingConfig
+    from models.training.sft import TransmitterSFTConfig
     from rl.config import PPOConfig
 
     recipe = load_recipe(REPO / "launch" / "configs" / "experiments" / "p2_spc.yaml")
@@ -162,8 +162,8 @@ def test_bad_rl_seeds_are_named(tmp_path, extra, message):
 
 
 def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_path, capsys):
-    from models.transmitter import Transmitter
-    from rl.averaging import average_transmitters
+    from models.networks.transmitter import Transmitter
+    from rl.evaluation.averaging import average_transmitters
 
     policy = build_tiny_model_dir(tmp_path / "policy", load_smollm2_tokenizer())
     out = tmp_path / "run"

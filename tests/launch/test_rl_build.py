@@ -13,7 +13,7 @@ from rl.trainer import build_accelerator
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "rl"))
-from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
+from tests.rl.rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
 
 REWARDS = ["fluency", "coherence", "persona", "degeneration"]
 
@@ -60,7 +60,7 @@ def test_lora_holds_one_copy_and_scores_with_the_adapter_disabled(tmp_path, tiny
 def test_rl_from_a_lora_sft_checkpoint_starts_from_and_refers_to_the_sft_model(tmp_path, tiny, tiny_receiver_dir):
     from peft import LoraConfig
 
-    from models.transmitter import Transmitter
+    from models.networks.transmitter import Transmitter
 
     sft = Transmitter.from_pretrained(str(tiny), lora=LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"],
                                                                  task_type="CAUSAL_LM"))

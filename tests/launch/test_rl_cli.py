@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "rl"))
-from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
+from tests.rl.rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer  # noqa: E402
 
 REWARD = str(REPO / "tests" / "rl" / "toy_rewards.py") + ":letter_e"
 TINY_RUN = ["--reward_funcs", REWARD, "--pairs_per_step", "1", "--rollouts_per_pair", "2", "--response_length", "6",

@@ -3,7 +3,7 @@
 import json
 
 from launch.cli import main as cli
-from rl.selection import SelectionRule, check, choose
+from rl.evaluation.selection import SelectionRule, check, choose
 from tests.models.transmitter_fixtures import save_tiny_lm
 
 

@@ -9,8 +9,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from launch.cli import main as cli
 from launch.commands import bench
-from models.embedded import embedded_policy_path
-from models.transmitter import Transmitter
+from models.loading.embedded import embedded_policy_path
+from models.networks.transmitter import Transmitter
 
 
 @pytest.fixture(scope="module")

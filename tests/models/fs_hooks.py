@@ -6,7 +6,7 @@ import os
 import shutil
 from collections.abc import Callable
 
-from models import atomic
+from data_prep.files import atomic
 
 
 def check_around_fs_ops(monkeypatch, check: Callable[[], None]) -> None:

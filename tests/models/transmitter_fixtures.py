@@ -7,8 +7,8 @@ from functools import cache
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from models.embedded import embedded_policy_path
-from models.transmitter import Transmitter
+from models.loading.embedded import embedded_policy_path
+from models.networks.transmitter import Transmitter
 
 PERSONA = ["i love hiking in the mountains.", "i have two cats.", "my favourite food is pizza."]
 HISTORY = ["hi! how are you today?", "great, just back from a long hike.", "nice, where did you go?"]

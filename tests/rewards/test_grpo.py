@@ -5,7 +5,7 @@ from __future__ import annotations
 import trl  # a declared dependency: its absence must fail, not skip
 from datasets import Dataset
 
-from models.scorers import LMScorer
+from models.scoring.scorers import LMScorer
 from rewards import Component, Composite, FluencyReward, PersonaReward
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
-from reward_stubs import CharFormatter, LoggedTransmitter
 
 from rewards import ScorerPool, build_composite
+from tests.rewards.reward_stubs import CharFormatter, LoggedTransmitter
 
 
 class FakeAccelerator:

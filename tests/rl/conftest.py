@@ -1,5 +1,6 @@
 import pytest
-from rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer
+
+from tests.rl.rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from models.generation import generate  # noqa: F401  (re-exported for the tests)
-from models.prompt import PromptFormatter  # noqa: F401
-from models.transmitter import Transmitter  # noqa: F401
+from models.generation.sampling import generate  # noqa: F401  (re-exported for the tests)
+from models.networks.transmitter import Transmitter  # noqa: F401
+from models.prompting.prompt import PromptFormatter  # noqa: F401
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -18,7 +18,7 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def load_smollm2_tokenizer():
     """SmolLM2-135M-Instruct's tokenizer: from the embedded policy when converted, else straight from the GGUF."""
     try:
-        from models.embedded import embedded_policy_path
+        from models.loading.embedded import embedded_policy_path
 
         return AutoTokenizer.from_pretrained(embedded_policy_path())
     except (ImportError, FileNotFoundError):

@@ -1,13 +1,13 @@
 import pytest
 import torch
-from rl_fixtures import Transmitter
 
-from models.prompt import PromptFormatter
+from models.prompting.prompt import PromptFormatter
 from rl.anchor import persona_anchor_rollouts
 from rl.config import PPOConfig
 from rl.experience import Rollout, collate
 from rl.losses import anchor_loss
 from rl.trainer import PPOTrainer
+from tests.rl.rl_fixtures import Transmitter
 
 PERSONA = ["i live in alabama.", "i am a mechanical engineer."]
 OTHER = ["i love jazz.", "my dog is named rex."]

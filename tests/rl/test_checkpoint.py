@@ -3,13 +3,13 @@ import json
 import pytest
 import torch
 from accelerate.utils import set_seed
-from rl_fixtures import PromptFormatter, Transmitter, generate
 
 from rl.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from rl.config import PPOConfig
 from rl.loop import train
 from rl.selfplay import SelfPlayEnv
 from rl.trainer import PPOTrainer
+from tests.rl.rl_fixtures import PromptFormatter, Transmitter, generate
 
 PAIRS = [{"pair_id": f"p{i}", "persona_a": [f"i have {i} dogs."], "persona_b": ["i like tea."]} for i in range(4)]
 

@@ -5,12 +5,12 @@ import copy
 
 import pytest
 import torch
-from rl_fixtures import PromptFormatter, Transmitter
 
 from rl.config import PPOConfig
 from rl.episodes import collate_episodes, speaker_episodes
 from rl.experience import Rollout
 from rl.trainer import PPOTrainer
+from tests.rl.rl_fixtures import PromptFormatter, Transmitter
 
 PERSONA = {"A": ["i love hiking.", "i have two dogs."], "B": ["i am a nurse.", "i like tea."]}
 TURNS = ["hi! how are you today?", "good, just back from a night shift.", "oh, are you a nurse? i hike a lot.",

@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-from rl_fixtures import Transmitter, build_tiny_model_dir
 
-from models.critic import PolicyWithCritic
+from models.networks.critic import PolicyWithCritic
 from rl.config import PPOConfig
 from rl.experience import Rollout
 from rl.partner import LaggedPartner
 from rl.trainer import PPOTrainer
+from tests.rl.rl_fixtures import Transmitter, build_tiny_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_values_come_from_the_critic_and_both_train(tiny_model_dir, critic_dir):
 def test_a_critic_with_another_tokenizer_is_refused(tiny_model_dir, critic_dir):
     from transformers import AutoTokenizer
 
-    from models.embedded import embedded_receiver_path
+    from models.loading.embedded import embedded_receiver_path
 
     critic = Transmitter.from_pretrained(str(critic_dir), with_value_head=True)
     critic.tokenizer = AutoTokenizer.from_pretrained(embedded_receiver_path())  # BERT's vocabulary

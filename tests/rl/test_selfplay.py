@@ -1,8 +1,8 @@
 import pytest
 import torch
-from rl_fixtures import PromptFormatter, Transmitter, generate
 
 from rl.selfplay import Sampling, SelfPlayEnv
+from tests.rl.rl_fixtures import PromptFormatter, Transmitter, generate
 
 PAIRS = [
     {"pair_id": "p0", "persona_a": ["i love dogs.", "i live in paris."], "persona_b": ["i am a nurse."], "first_utterance": "hi!"},

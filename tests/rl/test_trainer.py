@@ -2,11 +2,11 @@ import math
 
 import pytest
 import torch
-from rl_fixtures import Transmitter, build_peaked_model_dir, generate
 
 from rl.config import PPOConfig
 from rl.experience import Rollout, collate
 from rl.trainer import PPOTrainer
+from tests.rl.rl_fixtures import Transmitter, build_peaked_model_dir, generate
 
 PROMPTS = ["hello there", "i like dogs", "what do you do", "my name is sam"]
 

@@ -1,0 +1,13 @@
+"""Where a model comes from: ``"embedded"`` (the PyPI-shipped defaults, ``embedded``), a local path or a hub id,
+and which device and dtype it loads on (``pretrained``)."""
+
+from models.loading.pretrained import (
+    DTYPES,
+    EMBEDDED,
+    resolve_device,
+    resolve_dtype,
+    resolve_model_path,
+    with_cpu_processes,
+)
+
+__all__ = ["DTYPES", "EMBEDDED", "resolve_device", "resolve_dtype", "resolve_model_path", "with_cpu_processes"]

@@ -1,0 +1,1 @@
+"""How a persona, a history and a response become tokens: chat-template styles and the ``PromptFormatter``."""

@@ -1,0 +1,154 @@
+"""Frozen scorers: the small interfaces through which rewards and evaluation judges see models (token ids in, tensors out).
+
+``LMScorer`` gives log-probs of target tokens after a prefix under a causal LM; ``NUPScorer`` the probability
+from a Transmitter's next-utterance head. Both accept a PEFT-wrapped model and can score with its adapter
+disabled (``with model.disable_adapter():``), which turns a LoRA policy into its own frozen reference, so one
+model copy serves the policy, the KL reference, fluency and coherence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from trl.trainer.utils import selective_log_softmax
+
+from models.networks.transmitter import pad_batch, position_ids_from_mask
+
+
+def adapter_disabled(model, disable: bool = True):
+    """``model.disable_adapter()`` for a PEFT model when ``disable``; a no-op context otherwise."""
+    if disable and hasattr(model, "disable_adapter") and hasattr(model, "peft_config"):
+        return model.disable_adapter()
+    return contextlib.nullcontext()
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+class LMScorer:
+    """Per-token log-probs of ``targets`` given ``prefixes`` under a frozen causal LM.
+
+    Args:
+        model: an HF causal LM, a PEFT model around one, or a Transmitter (its ``.lm`` is used).
+        tokenizer: the model's tokenizer.
+        disable_adapter: score a PEFT model with its adapter off (the reference model of a LoRA policy).
+        batch_size: sequences per forward pass (sorted by length to save padding).
+    """
+
+    def __init__(self, model, tokenizer, *, disable_adapter: bool = True, batch_size: int = 16):
+        self.model = getattr(model, "lm", model)
+        self.tokenizer = tokenizer
+        self.disable_adapter, self.batch_size = disable_adapter, batch_size
+
+    @property
+    def start_ids(self) -> list[int]:
+        """The token an utterance scored on its own is conditioned on (BOS, else EOS)."""
+        tok = self.tokenizer
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        if start is None:
+            raise ValueError("the tokenizer has neither a BOS nor an EOS token to start an utterance with")
+        return [start]
+
+    def token_logprobs(self, prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """log p(targets[i][k] | prefixes[i], targets[i][:k]) as a (len(targets[i]),) CPU tensor per sample."""
+        if len(prefixes) != len(targets):
+            raise ValueError(f"{len(prefixes)} prefixes but {len(targets)} targets")
+        if any(len(p) == 0 for p in prefixes):
+            raise ValueError("every prefix needs at least one token (use LMScorer.start_ids)")
+        spans = [[(len(p), len(p) + len(t))] for p, t in zip(prefixes, targets)]
+        return [row[0] for row in self.span_logprobs([list(p) + list(t) for p, t in zip(prefixes, targets)], spans)]
+
+    @torch.no_grad()
+    def span_logprobs(self, sequences: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]]
+                      ) -> list[list[torch.Tensor]]:
+        """log p(x_t | x_<t) for the tokens of each span [start, end) of each sequence, one forward per sequence.
+
+        Scoring several targets that share their context this way (a speaker's turns in one transcript) costs one
+        pass over the transcript instead of one per target. Every span needs ``start >= 1``.
+        """
+        if len(sequences) != len(spans):
+            raise ValueError(f"{len(sequences)} sequences but {len(spans)} span lists")
+        if any(a < 1 or b > len(seq) or a > b for seq, sp in zip(sequences, spans) for a, b in sp):
+            raise ValueError("every span must lie inside its sequence and start after its first token")
+        out: list[list[torch.Tensor]] = [[] for _ in sequences]
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        device = _device(self.model)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with adapter_disabled(self.model, self.disable_adapter):
+                for start in range(0, len(order), self.batch_size):
+                    chunk = [i for i in order[start:start + self.batch_size] if any(b > a for a, b in spans[i])]
+                    if chunk:
+                        self._score_spans(chunk, sequences, spans, out, device, pad)
+        finally:
+            self.model.train(was_training)
+        return [row if row else [torch.empty(0) for _ in sp] for row, sp in zip(out, spans)]
+
+    def _score_spans(self, chunk, sequences, spans, out, device, pad) -> None:
+        ids, mask = pad_batch([list(sequences[i]) for i in chunk], pad, side="left")  # (B, L)
+        L = ids.shape[1]
+        wanted = [[L - len(sequences[i]) + t for a, b in spans[i] for t in range(a, b)] for i in chunk]
+        P = max(len(w) for w in wanted)
+        targets = torch.tensor([w + [w[-1]] * (P - len(w)) for w in wanted])  # (B, P): positions of the scored tokens
+        kw = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids_from_mask(mask).to(device))
+        try:  # the LM head only where a scored token is predicted
+            logits = self.model(**kw, logits_to_keep=(targets - 1).to(device)).logits  # (B, P, V)
+        except TypeError:
+            full = self.model(**kw).logits  # (B, L, V)
+            logits = full.gather(1, (targets - 1).to(device).unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+        logps = selective_log_softmax(logits.float(), ids.gather(1, targets).to(device))  # (B, P)
+        for row, i in enumerate(chunk):
+            k = 0
+            for a, b in spans[i]:
+                out[i].append(logps[row, k:k + b - a].cpu())
+                k += b - a
+
+    def mean_logprobs(self, prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[float | None]:
+        """Mean log-prob per target token; None for an empty target."""
+        return [float(lp.mean()) if lp.numel() else None for lp in self.token_logprobs(prefixes, targets)]
+
+    def to(self, device) -> LMScorer:
+        self.model.to(device)
+        return self
+
+
+class NUPScorer:
+    """Probability that a response follows its context, from a Transmitter's NUP head.
+
+    Args:
+        transmitter: a ``models.networks.transmitter.Transmitter`` (anything with ``score_nup(contexts_ids,
+            responses_ids) -> (B,) logits`` and an ``.lm``).
+        disable_adapter: score with the LoRA adapter of ``transmitter.lm`` disabled.
+        batch_size: pairs per call of ``score_nup``.
+    """
+
+    def __init__(self, transmitter, *, disable_adapter: bool = True, batch_size: int = 16):
+        self.transmitter, self.disable_adapter, self.batch_size = transmitter, disable_adapter, batch_size
+
+    @torch.no_grad()
+    def probabilities(self, contexts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> torch.Tensor:
+        """σ(NUP logit) per (context, response) pair: (B,) CPU float tensor."""
+        if len(contexts) != len(responses):
+            raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
+        model = self.transmitter
+        was_training = model.training
+        model.eval()
+        chunks = []
+        try:
+            with adapter_disabled(getattr(model, "lm", model), self.disable_adapter):
+                for start in range(0, len(contexts), self.batch_size):
+                    sl = slice(start, start + self.batch_size)
+                    logits = model.score_nup([list(c) for c in contexts[sl]], [list(r) for r in responses[sl]])
+                    chunks.append(torch.as_tensor(logits).detach().float().reshape(-1).cpu())
+        finally:
+            model.train(was_training)
+        return torch.sigmoid(torch.cat(chunks)) if chunks else torch.empty(0)
+
+    def to(self, device) -> NUPScorer:
+        self.transmitter.to(device)
+        return self

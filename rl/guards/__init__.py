@@ -1,0 +1,1 @@
+"""Auxiliary losses that guard the update against a reward hack, each behind the ``AuxLoss`` interface."""
