@@ -9,6 +9,7 @@ model copy serves the policy, the KL reference, fluency and coherence.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -28,6 +29,12 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _forward_parameters(model) -> set[str]:
+    """The arguments the model's ``forward`` names (a PEFT model forwards its keywords to the base model's)."""
+    base = model.get_base_model() if hasattr(model, "peft_config") and hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
+
 class LMScorer:
     """Per-token log-probs of ``targets`` given ``prefixes`` under a frozen causal LM.
 
@@ -42,6 +49,12 @@ class LMScorer:
         self.model = getattr(model, "lm", model)
         self.tokenizer = tokenizer
         self.disable_adapter, self.batch_size = disable_adapter, batch_size
+        params = _forward_parameters(self.model)
+        if "position_ids" not in params:
+            raise ValueError(f"{type(self.model).__name__}.forward takes no position_ids: LMScorer left-pads batches "
+                             "and needs them to score padded rows correctly")
+        # the LM head only where a scored token is predicted, when the model can slice its logits
+        self.keeps_logits = "logits_to_keep" in params
 
     @property
     def start_ids(self) -> list[int]:
@@ -96,9 +109,9 @@ class LMScorer:
         P = max(len(w) for w in wanted)
         targets = torch.tensor([w + [w[-1]] * (P - len(w)) for w in wanted])  # (B, P): positions of the scored tokens
         kw = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids_from_mask(mask).to(device))
-        try:  # the LM head only where a scored token is predicted
+        if self.keeps_logits:
             logits = self.model(**kw, logits_to_keep=(targets - 1).to(device)).logits  # (B, P, V)
-        except TypeError:
+        else:
             full = self.model(**kw).logits  # (B, L, V)
             logits = full.gather(1, (targets - 1).to(device).unsqueeze(-1).expand(-1, -1, full.shape[-1]))
         logps = selective_log_softmax(logits.float(), ids.gather(1, targets).to(device))  # (B, P)
