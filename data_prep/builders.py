@@ -6,6 +6,7 @@ dialogues and the builder's arguments (``cache_dir=None`` disables the cache).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -17,9 +18,10 @@ from pathlib import Path
 from datasets import Dataset, load_from_disk
 
 from data_prep.files.atomic import fsync_tree
+from data_prep.personas import persona_key, shares_sentence
 from data_prep.schema import PersonaDialogue, other
 
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 
 
 def default_cache_dir() -> Path:
@@ -46,8 +48,11 @@ def _cached(name: str, dialogues, params: dict, cache_dir, build: Callable[[], l
     fsync_tree(tmp)
     try:
         os.replace(tmp, path)
-    except OSError:  # another process wrote the same cache entry first
+    except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        # another process wrote the same entry first: the rename onto its (non-empty) directory fails
+        if not (err.errno in (errno.ENOTEMPTY, errno.EEXIST) and path.is_dir()):
+            raise
     return load_from_disk(str(path))
 
 
@@ -56,9 +61,9 @@ def _utterance_pool(dialogues: Sequence[PersonaDialogue]) -> list[tuple[int, str
 
 
 def _sample_other(rng: random.Random, pool: list, k: int, exclude_dialogue: int, exclude: set,
-                  reject: Callable[[object], bool] | None = None) -> list:
-    """Draw k distinct items from ``pool`` (``(dialogue_index, item)`` pairs) not from ``exclude_dialogue``,
-    not keyed in ``exclude`` and, with ``reject``, not rejected by it."""
+                  reject: Callable[[object], bool] | None = None, key: Callable[[object], object] = str) -> list:
+    """Draw k items of distinct ``key`` from ``pool`` (``(dialogue_index, item)`` pairs) not from
+    ``exclude_dialogue``, whose key is not in ``exclude`` and, with ``reject``, not rejected by it."""
     out: list = []
     seen = set(exclude)
     if not pool:
@@ -67,10 +72,10 @@ def _sample_other(rng: random.Random, pool: list, k: int, exclude_dialogue: int,
         if len(out) == k:
             break
         di, item = pool[rng.randrange(len(pool))]
-        key = json.dumps(item) if not isinstance(item, str) else item
-        if di == exclude_dialogue or key in seen or (reject is not None and reject(item)):
+        item_key = key(item)
+        if di == exclude_dialogue or item_key in seen or (reject is not None and reject(item)):
             continue
-        seen.add(key)
+        seen.add(item_key)
         out.append(item)
     if len(out) < k:
         raise ValueError(f"could not draw {k} distinct distractors from other dialogues (only {len(out)} found)")
@@ -132,7 +137,7 @@ def build_receiver_examples(
     Columns: ``dialogue_id``, ``turn_index``, ``utterance``, ``persona`` (the speaker's own sentences),
     ``negative_personas`` (list of ``num_negatives`` persona sentence lists from other dialogues).
     Use 1 negative for training and 19–31 for validation. A negative shares no sentence with the own persona
-    (data sets such as Synthetic-Persona-Chat draw persona sentences from a small pool, and a persona holding the
+    (``data_prep.personas.shares_sentence``; data sets such as Synthetic-Persona-Chat draw persona sentences from a small pool, and a persona holding the
     sentence an utterance reveals is not a negative for it). ``distractor_dialogues`` (e.g. the training
     dialogues, for a small validation set) add their personas to the negatives' pool; their turns give no rows.
     """
@@ -150,9 +155,8 @@ def build_receiver_examples(
                 persona = d.persona(d.speaker(t))
                 if not persona:
                     continue
-                own = set(persona)
-                negs = _sample_other(rng, pool, num_negatives, di, {json.dumps(persona)},
-                                     reject=lambda p, own=own: not own.isdisjoint(p))
+                negs = _sample_other(rng, pool, num_negatives, di, set(), key=persona_key,
+                                     reject=lambda p, own=persona: shares_sentence(own, p))
                 rows.append(
                     dict(dialogue_id=d.dialogue_id, turn_index=t, utterance=utterance, persona=list(persona),
                          negative_personas=[list(n) for n in negs])

@@ -21,16 +21,9 @@ from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, read_data, require_inputs
 from models.loading.pretrained import resolve_device
 from models.networks.receiver import Receiver
-from models.scoring.lexical import LexicalScorer, lexical_persona_score
-from models.scoring.metrics import paired_bootstrap
-from models.training.receiver_training import (
-    ReceiverTrainer,
-    ReceiverTrainingConfig,
-    example_ranks,
-    ranking_metrics,
-    receiver_score_fn,
-    score_ranking,
-)
+from models.scoring.lexical import LexicalScorer
+from models.scoring.metrics import example_ranks, paired_bootstrap, ranking_metrics
+from models.training.receiver_training import ReceiverTrainer, ReceiverTrainingConfig, receiver_score_fn, score_ranking
 
 METRICS_FILE = "receiver_metrics.json"
 
@@ -46,9 +39,6 @@ class ReceiverDataConfig:
     num_train_negatives: int = field(default=1, metadata={"help": "negative personas per training row"})
     num_eval_negatives: int = field(default=19, metadata={"help": "negative personas per validation row (19-31 usual)"})
     max_eval_examples: int = field(default=0, metadata={"help": "evaluate on at most N validation rows (0 = all)"})
-    min_train_overlap: float = field(default=0.0, metadata={
-        "help": "keep only training rows whose utterance shares at least this much content-word overlap (Jaccard, "
-                "best persona sentence) with the speaker's persona (0 = keep all; on SPC 0.1 scored below keeping all)"})
     data_seed: int = field(default=0, metadata={"help": "seed of the split and the negative sampling"})
     skip_baselines: bool = field(default=False, metadata={"help": "do not evaluate the lexical and untrained baselines"})
 
@@ -112,10 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         train_rows = build_receiver_examples(train_dialogues, data.num_train_negatives, seed=data.data_seed).to_list()
-        if data.min_train_overlap > 0:
-            train_rows = [r for r in train_rows if lexical_persona_score(r["utterance"], r["persona"]) >= data.min_train_overlap]
-            if not train_rows:
-                raise ValueError(f"min_train_overlap={data.min_train_overlap} keeps no training row")
         # a small validation set draws its distractor personas from the training dialogues as well
         extra = train_dialogues if 2 * (len(eval_dialogues) - 1) < data.num_eval_negatives else ()
         eval_rows = build_receiver_examples(eval_dialogues, data.num_eval_negatives, seed=data.data_seed + 1,

@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 
 import torch
 
-from models.training.receiver_training import example_ranks
+from models.scoring.metrics import example_ranks
 
 AGGREGATES = ("mean", "max")
 

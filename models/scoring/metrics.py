@@ -1,4 +1,4 @@
-"""Dialogue metrics: unigram F1 (ParlAI normalisation), Hits@1, perplexity."""
+"""Dialogue metrics: unigram F1 (ParlAI normalisation), Hits@1 and MRR (one tie rule), perplexity, bootstrap CIs."""
 
 from __future__ import annotations
 
@@ -31,11 +31,36 @@ def unigram_f1(guess: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def example_ranks(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example, Hits@1 and reciprocal rank of the positive among 1 + K candidates; pos (N,), neg (N, K) → (N,), (N,).
+
+    Ties are broken uniformly at random, in expectation: with g candidates above the positive and t tied with it,
+    its rank is uniform on g+1..g+1+t, so Hits@1 = [g = 0]/(t+1) and RR = mean_k 1/(g+1+k), k = 0..t. Counting a
+    tie as a miss (or as a hit) would make a scorer that gives many candidates one score (lexical overlap 0, a
+    constant model) lose (or gain) by the tie rule alone; the expectation gives it exactly chance, 1/(1+K).
+    """
+    pos = torch.as_tensor(pos_scores, dtype=torch.float64)
+    neg = torch.as_tensor(neg_scores, dtype=torch.float64)
+    greater = (neg > pos.unsqueeze(1)).sum(1)  # (N,)
+    tied = (neg == pos.unsqueeze(1)).sum(1)  # (N,)
+    hits = (greater == 0).float() / (tied + 1)
+    rr = [sum(1.0 / (g + 1 + k) for k in range(t + 1)) / (t + 1) for g, t in zip(greater.tolist(), tied.tolist())]
+    return hits, torch.tensor(rr, dtype=torch.float)
+
+
+def ranking_metrics(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> dict[str, float]:
+    """Hits@1 and MRR (``example_ranks`` averaged) of the positive among 1 + K candidates; pos (N,), neg (N, K)."""
+    hits, rr = example_ranks(pos_scores, neg_scores)
+    return {"hits@1": hits.mean().item(), "mrr": rr.mean().item() if len(rr) else 0.0,
+            "num_examples": int(pos_scores.numel()),
+            "num_candidates": int(neg_scores.shape[1]) + 1 if neg_scores.ndim == 2 else 1}
+
+
 def hits_at_1(scores: Sequence[float] | torch.Tensor, gold_index: int = 0) -> float:
-    """1.0 when the gold candidate scores strictly higher than every other one (ties count as misses)."""
+    """Hits@1 of candidate ``gold_index`` among ``scores`` (one example), ties as in ``example_ranks``."""
     s = torch.as_tensor(scores, dtype=torch.float64)
     others = torch.cat([s[:gold_index], s[gold_index + 1:]])
-    return float(others.numel() == 0 or bool(s[gold_index] > others.max()))
+    return float(example_ranks(s[gold_index:gold_index + 1], others.unsqueeze(0))[0][0])
 
 
 def perplexity(total_nll: float, num_tokens: int) -> float:

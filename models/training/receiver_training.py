@@ -8,7 +8,8 @@ with S the soft persona score of ``models.networks.receiver``; the negatives are
 plus, with ``in_batch_negatives``, the personas of the other rows of the batch from other dialogues (those sharing a
 sentence with P⁺ left out). The sparsity term is the entropy of the attention over
 the own persona's sentences, normalised to [0, 1] by log M⁺: an utterance usually reveals one or two persona
-facts, so the attention should be peaked. Evaluation ranks P⁺ among 1 + N negatives (Hits@1, MRR).
+facts, so the attention should be peaked. Evaluation ranks P⁺ among 1 + N negatives (Hits@1, MRR:
+``models.scoring.metrics.ranking_metrics``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from transformers import get_scheduler
 
 from data_prep.files.atomic import recover_dir, replace_dir, write_text_atomic
 from data_prep.files.jsonl_log import JsonlLog
+from data_prep.personas import shares_sentence
 from models.infra.tracking import resolve_report_to, tracker_config
 from models.infra.train_state import load_rng_state, load_scheduler, save_rng_state, save_scheduler
 from models.loading.pretrained import with_cpu_processes
 from models.networks.receiver import Receiver, pad_personas, soft_persona_scores
+from models.scoring.metrics import ranking_metrics
 
 CHECKPOINT_DIR = "checkpoint"
 TRAINER_STATE = "trainer_state.json"
@@ -100,29 +103,6 @@ def attention_entropy(weights: torch.Tensor, mask: torch.Tensor):
     return loss, {"loss/sparsity": loss.item()}
 
 
-# --- metrics (pure) ---
-def example_ranks(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example, Hits@1 and reciprocal rank of the positive among 1 + K candidates; pos (N,), neg (N, K) → (N,), (N,).
-
-    Ties are broken uniformly at random, in expectation: with g negatives above and t tied, the rank is
-    uniform on g+1..g+1+t, so Hits@1 = [g = 0]/(t+1) and RR = mean_k 1/(g+1+k). This keeps a scorer that
-    gives many candidates the same score (lexical overlap of 0) from gaining or losing by the tie rule.
-    """
-    greater = (neg_scores > pos_scores.unsqueeze(1)).sum(1)  # (N,)
-    tied = (neg_scores == pos_scores.unsqueeze(1)).sum(1)  # (N,)
-    hits = (greater == 0).float() / (tied + 1)
-    rr = [sum(1.0 / (g + 1 + k) for k in range(t + 1)) / (t + 1) for g, t in zip(greater.tolist(), tied.tolist())]
-    return hits, torch.tensor(rr, dtype=torch.float)
-
-
-def ranking_metrics(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> dict[str, float]:
-    """Hits@1 and MRR (``example_ranks`` averaged) of the positive among 1 + K candidates; pos (N,), neg (N, K)."""
-    hits, rr = example_ranks(pos_scores, neg_scores)
-    return {"hits@1": hits.mean().item(), "mrr": rr.mean().item() if len(rr) else 0.0,
-            "num_examples": int(pos_scores.numel()),
-            "num_candidates": int(neg_scores.shape[1]) + 1 if neg_scores.ndim == 2 else 1}
-
-
 def evaluate_ranking(
     score_fn: Callable[[list[str], list[list[str]]], torch.Tensor], rows: Sequence[dict], chunk_rows: int = 128
 ) -> dict[str, float]:
@@ -177,8 +157,9 @@ def batch_loss(model, receiver: Receiver, batch: Sequence[dict], cfg: ReceiverTr
         n = len(batch)
         cross, _, _ = soft_persona_scores(  # row b·n + c: utterance b against persona c
             u.repeat_interleave(n, 0), table[pos_idx].repeat(n, 1, 1), pos_mask.repeat(n, 1), cfg.temperature)
-        ids, own = [r["dialogue_id"] for r in batch], [set(p) for p in pos_personas]
-        other = torch.tensor([[ids[a] != ids[b] and own[a].isdisjoint(own[b]) for b in range(n)] for a in range(n)],
+        ids = [r["dialogue_id"] for r in batch]
+        other = torch.tensor([[ids[a] != ids[b] and not shares_sentence(pos_personas[a], pos_personas[b])
+                               for b in range(n)] for a in range(n)],
                              device=device)  # (B, B): other dialogues whose persona shares no sentence with the own
         neg_scores, valid = torch.cat([neg_scores, cross.view(n, n)], 1), torch.cat([valid, other], 1)
     margin_loss, stats = margin_ranking_loss(pos_scores, neg_scores, cfg.margin, valid)

@@ -84,3 +84,51 @@ def test_receiver_negatives_share_no_sentence_with_the_own_persona():
     # every dialogue "d*" speaker A has the shared sentence: none of them is a negative for another
     a_rows = [r for r in rows if shared in r["persona"]]
     assert a_rows and all(shared not in n for r in a_rows for n in r["negative_personas"])
+
+
+def test_receiver_negatives_share_no_sentence_when_written_differently():
+    """"I have a dog." and "i  have a DOG" are one fact: a persona holding either is no negative for the other."""
+    dialogues = [PersonaDialogue(["I have a dog.", f"I am {i} years old."], [f"I play sport {i}."], ["hi", "hello"],
+                                 dialogue_id=f"d{i}") for i in range(4)]
+    dialogues += [PersonaDialogue(["i  have a DOG", f"I like colour {i}."], [f"I drive car {i}."], ["hi", "hello"],
+                                  dialogue_id=f"e{i}") for i in range(4)]
+    rows = build_receiver_examples(dialogues, num_negatives=6, seed=0).to_list()
+    dog_rows = [r for r in rows if r["turn_index"] == 0]  # speaker A of every dialogue holds the dog sentence
+    assert len(dog_rows) == 8
+    for r in dog_rows:  # the 6 negatives are the other dialogues' B personas (sport / car), never a dog persona
+        negs = r["negative_personas"]
+        assert not any("dog" in s.lower() for n in negs for s in n)
+        assert len({tuple(n) for n in negs}) == 6
+
+
+def test_cache_entry_written_first_by_another_process_is_used(tmp_path):
+    from datasets import Dataset
+
+    from data_prep import builders
+
+    rows = [{"x": 1}]
+    path = tmp_path / f"t-{builders._fingerprint('t', [], {})}"
+
+    def build():  # another process finishes the same entry while this one builds
+        Dataset.from_list([{"x": 2}]).save_to_disk(str(path))
+        return rows
+
+    ds = builders._cached("t", [], {}, tmp_path, build)
+    assert ds.to_list() == [{"x": 2}]  # the entry already there is kept and read
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary directory left behind
+
+
+def test_cache_write_failure_other_than_the_race_raises(tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+
+    from data_prep import builders
+
+    def disk_full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
+
+    monkeypatch.setattr(builders.os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        builders._cached("t", [], {}, tmp_path, lambda: [{"x": 1}])
+    assert list(tmp_path.iterdir()) == []  # the temporary copy is removed

@@ -77,18 +77,6 @@ def test_holdout_first_keeps_the_first_dialogues_for_validation(dialogue_file):
         split_dialogues(ReceiverDataConfig(train_data=str(dialogue_file), holdout_first=20))
 
 
-def test_min_train_overlap_keeps_only_persona_revealing_rows(tiny_model_dir, dialogue_file, tmp_path, capsys):
-    """'{a} is my passion' and 'i prefer {b}' share a word with the speaker's persona; 'cool' and 'my cat sleeps'
-    (said by B, whose persona has no cat) share none: half of the 12 training dialogues' 48 rows remain."""
-    args = ["receiver", "--train_data", str(dialogue_file), "--eval_fraction", "0.4", "--num_eval_negatives", "5",
-            "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
-            "--per_device_train_batch_size", "4", "--save_steps", "0", "--skip_baselines", "true"]
-    assert main([*args, "--min_train_overlap", "0.1"]) == 0
-    assert "12 train dialogues (24 rows)" in capsys.readouterr().out
-    assert main([*args, "--min_train_overlap", "0.99"]) == 1
-    assert "min_train_overlap=0.99 keeps no training row" in capsys.readouterr().err
-
-
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_receiver_trains_under_two_ddp_processes(tiny_model_dir, dialogue_file, tmp_path):

@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from models.scoring.metrics import hits_at_1, normalize_answer, paired_bootstrap, perplexity, unigram_f1
+from models.scoring.metrics import (
+    example_ranks,
+    hits_at_1,
+    normalize_answer,
+    paired_bootstrap,
+    perplexity,
+    ranking_metrics,
+    unigram_f1,
+)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -32,8 +40,46 @@ def test_f1_hand_computed():
 def test_hits_at_1():
     assert hits_at_1([3.0, 1.0, 2.0]) == 1.0
     assert hits_at_1([1.0, 3.0, 2.0]) == 0.0
-    assert hits_at_1([2.0, 2.0]) == 0.0  # a tie is not a hit
     assert hits_at_1([0.0, 5.0], gold_index=1) == 1.0
+    assert hits_at_1([4.0]) == 1.0  # a single candidate is always first
+
+
+def test_hits_at_1_counts_a_t_way_tie_as_one_in_t_plus_1():
+    assert hits_at_1([2.0, 2.0]) == pytest.approx(1 / 2)
+    assert hits_at_1([2.0, 2.0, 2.0, 1.0]) == pytest.approx(1 / 3)  # two others tied with the gold, one below
+    assert hits_at_1([1.0, 2.0, 1.0]) == 0.0  # tied, but another candidate is above: never first
+    assert hits_at_1([0.0, 5.0, 0.0], gold_index=2) == 0.0
+    assert hits_at_1([3.0, 1.0, 3.0], gold_index=2) == pytest.approx(1 / 2)
+
+
+def test_example_ranks_with_ties_hand_computed():
+    pos = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0])
+    neg = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0], [1.0, 1.0], [2.0, 1.0]])
+    hits, rr = example_ranks(pos, neg)
+    # rank 1; rank 2; tied for first: rank 1 or 2; three-way tie: rank 1, 2 or 3; one above, one tied: rank 2 or 3
+    assert hits.tolist() == pytest.approx([1.0, 0.0, 1 / 2, 1 / 3, 0.0])
+    assert rr.tolist() == pytest.approx([1.0, 1 / 2, (1 + 1 / 2) / 2, (1 + 1 / 2 + 1 / 3) / 3, (1 / 2 + 1 / 3) / 2])
+
+
+def test_ranking_metrics_with_ties():
+    pos = torch.tensor([1.0, 1.0, 1.0])
+    neg = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
+    m = ranking_metrics(pos, neg)
+    assert m["hits@1"] == pytest.approx((1 + 0 + 0.5) / 3)
+    assert m["mrr"] == pytest.approx((1 + 0.5 + 0.75) / 3)
+    assert m["num_candidates"] == 3 and m["num_examples"] == 3
+    # a constant scorer is at chance, 1 / (1 + K), whatever K is
+    flat = ranking_metrics(torch.zeros(4), torch.zeros(4, 9))
+    assert flat["hits@1"] == pytest.approx(1 / 10)
+    assert flat["mrr"] == pytest.approx(sum(1 / r for r in range(1, 11)) / 10)
+
+
+def test_hits_at_1_agrees_with_example_ranks():
+    scores = [2.0, 3.0, 2.0, 2.0, 0.5]
+    for gold in range(len(scores)):
+        others = torch.tensor([s for i, s in enumerate(scores) if i != gold])
+        hits, _ = example_ranks(torch.tensor([scores[gold]]), others.unsqueeze(0))
+        assert hits_at_1(scores, gold) == pytest.approx(float(hits[0]))
 
 
 def test_perplexity():
