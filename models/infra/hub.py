@@ -36,18 +36,44 @@ def push_to_hub(save: Callable[[Path], object], repo_id: str, *, private: bool |
 def local_snapshot(name: str, marker: str, revision: str | None = None) -> str:
     """A local directory for hub id ``name`` if it is a p2bot repo (holds ``marker``); else ``name`` unchanged.
 
-    Local directories are returned as they are. Works offline from the cache (``HF_HUB_OFFLINE=1``).
+    Local directories are returned as they are. Works offline from the cache (``HF_HUB_OFFLINE=1``). ``name`` is
+    left to transformers only when the hub (or the cache's record of it) says ``marker`` is not there.
+
+    Raises:
+        OSError: naming the repo and ``marker`` when that cannot be told (offline with no record of ``marker`` in
+            the cache, the hub unreachable or failing), or when a p2bot repo's files cannot be fetched.
     """
     if os.path.isdir(name):
         return name
     import huggingface_hub
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         huggingface_hub.hf_hub_download(name, marker, revision=revision)
-    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
-        return name  # a plain model (or unreachable): transformers resolves the id itself
-    return huggingface_hub.snapshot_download(name, revision=revision, allow_patterns=SNAPSHOT_PATTERNS)
+    except LocalEntryNotFoundError as err:  # offline or unreachable, and not in the cache
+        if huggingface_hub.try_to_load_from_cache(name, marker, revision=revision) is huggingface_hub._CACHED_NO_EXIST:
+            return name  # the hub said so on an earlier, online call
+        raise OSError(f"hub repo {name!r}: cannot tell whether it is a p2bot checkpoint ({marker} is not in the local "
+                      f"cache and the hub cannot be reached); load it once online, or pass a local "
+                      "directory") from err
+    except EntryNotFoundError:
+        return name  # a plain model: transformers resolves the id itself
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        return name  # transformers reports the missing repo or revision itself
+    except (HfHubHTTPError, OSError) as err:
+        raise OSError(f"hub repo {name!r}: fetching {marker} failed ({err}), so whether it is a p2bot checkpoint "
+                      "cannot be told") from err
+    try:
+        return huggingface_hub.snapshot_download(name, revision=revision, allow_patterns=SNAPSHOT_PATTERNS)
+    except (HfHubHTTPError, OSError) as err:
+        raise OSError(f"hub repo {name!r} is a p2bot checkpoint ({marker}) but its files could not be fetched: "
+                      f"{err}") from err
 
 
 class PushToHubMixin:

@@ -68,6 +68,25 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -
     return ids, mask
 
 
+def _saved_through_a_tie(model: nn.Module, missing: Sequence[str]) -> set[str]:
+    """The ``missing`` parameters tied to (the same tensor as) a parameter that was loaded."""
+    by_tensor: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        by_tensor.setdefault(id(param), []).append(name)
+    absent = set(missing)
+    return {k for names in by_tensor.values() if any(n not in absent for n in names) for k in names if k in absent}
+
+
+def _load_lm(path, **kw):
+    """``AutoModelForCausalLM.from_pretrained`` that refuses a checkpoint lacking weights (untied ones included),
+    which transformers would otherwise initialise afresh."""
+    lm, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kw)
+    if info["missing_keys"]:
+        raise RuntimeError(f"{path}: the checkpoint lacks {sorted(info['missing_keys'])} "
+                           "(not tied to a saved weight, so they would start untrained)")
+    return lm
+
+
 class Transmitter(PushToHubMixin, nn.Module):
     """A causal LM (``.lm``, a ``PreTrainedModel`` or ``PeftModel``) with scalar heads on its last hidden state.
 
@@ -133,11 +152,11 @@ class Transmitter(PushToHubMixin, nn.Module):
             if lora is not None:
                 raise ValueError(f"{path} already holds LoRA adapters; pass lora=None to continue training them")
             base = meta.get("base") or json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
-            lm = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), **kw)
+            lm = _load_lm(resolve_model_path(base), **kw)
             lm = PeftModel.from_pretrained(lm, path, is_trainable=True)
             base_name = base
         else:
-            lm = AutoModelForCausalLM.from_pretrained(path, revision=revision, **kw)
+            lm = _load_lm(path, revision=revision, **kw)
             base_name = meta.get("base") or str(name_or_path)
             if lora is not None:
                 from peft import get_peft_model
@@ -148,7 +167,13 @@ class Transmitter(PushToHubMixin, nn.Module):
                     base_name=base_name)
         model.card.base_model = meta.get("base_model") or base_name  # the model p2bot training first started from
         if (local / HEADS_FILE).is_file():
-            model.load_heads(local / HEADS_FILE)
+            loaded = model.load_heads(local / HEADS_FILE)
+            if meta.get("with_value_head") and "value_head" not in loaded:
+                raise ValueError(f"{name_or_path}: {META_FILE} says it has a value head but {HEADS_FILE} holds no "
+                                 f"value_head.* weights ({local / HEADS_FILE})")
+        elif meta:  # a p2bot checkpoint whose heads did not come with it would otherwise load with fresh heads
+            raise FileNotFoundError(f"{name_or_path}: a p2bot checkpoint ({META_FILE}) without its {HEADS_FILE} "
+                                    f"(looked in {local})")
         if device is not None:
             model.to(device)
         return model
@@ -158,12 +183,15 @@ class Transmitter(PushToHubMixin, nn.Module):
         return {f"{n}.{k}": v.detach().cpu().contiguous() for n, h in heads.items() if h is not None
                 for k, v in h.state_dict().items()}
 
-    def load_heads(self, file: str | os.PathLike) -> None:
+    def load_heads(self, file: str | os.PathLike) -> set[str]:
+        """Load the heads saved in ``file``; returns the names of those loaded (``nup_head``, ``value_head``)."""
         state = load_file(str(file))
         self.nup_head.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("nup_head.")})
         value = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("value_head.")}
         if value and self.value_head is not None:
             self.value_head.load_state_dict(value)
+            return {"nup_head", "value_head"}
+        return {"nup_head"}
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, atomic: bool = True) -> Path:
         """Write LM (or LoRA adapter), tokenizer, heads, metadata and model card to ``save_directory``.
@@ -211,8 +239,8 @@ class Transmitter(PushToHubMixin, nn.Module):
             for f in sorted(directory.glob("model*.safetensors")):
                 state.update(load_file(str(f)))
             missing, unexpected = self.lm.load_state_dict(state, strict=False)
-            tied = set(getattr(self.lm, "_tied_weights_keys", None) or {})
-            if unexpected or [k for k in missing if k not in tied and not k.endswith("lm_head.weight")]:
+            missing = [k for k in missing if k not in _saved_through_a_tie(self.lm, missing)]
+            if unexpected or missing:
                 raise RuntimeError(f"{directory}: weights do not fit the model (missing {missing}, unexpected {unexpected})")
         self.load_heads(directory / HEADS_FILE)
 

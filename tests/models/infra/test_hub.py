@@ -90,3 +90,58 @@ def test_a_repo_without_p2bot_files_is_left_to_transformers(fake_hub, tmp_path):
     (store / "org/plain-lm" / "config.json").write_text("{}")
     assert local_snapshot("org/plain-lm", META_FILE) == "org/plain-lm"
     assert local_snapshot(str(tmp_path), META_FILE) == str(tmp_path)
+
+
+def test_a_p2bot_repo_whose_heads_did_not_come_is_refused_naming_repo_and_file(fake_hub):
+    store, _ = fake_hub
+    tiny_transmitter(seed=3, with_value_head=True).push_to_hub("user/headless")
+    (store / "user/headless" / HEADS_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=f"user/headless: .*without its {HEADS_FILE}"):
+        Transmitter.from_pretrained("user/headless")
+
+
+def test_a_p2bot_repo_whose_snapshot_fails_is_refused_naming_the_repo(fake_hub, monkeypatch):
+    tiny_transmitter(seed=3).push_to_hub("user/flaky")
+
+    def broken_snapshot(repo_id, *, revision=None, allow_patterns=None):
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", broken_snapshot)
+    with pytest.raises(OSError, match=f"'user/flaky' is a p2bot checkpoint \\({META_FILE}\\).*connection reset"):
+        Transmitter.from_pretrained("user/flaky")
+
+
+@pytest.fixture()
+def offline_cache(tmp_path, monkeypatch):
+    """A real hub cache layout under tmp_path, read by the real huggingface_hub in offline mode."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    def cached_repo(repo_id: str, files: dict[str, str], no_exist: tuple[str, ...] = ()) -> Path:
+        repo, commit = tmp_path / "hf" / f"models--{repo_id.replace('/', '--')}", "a" * 40
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        for name, text in files.items():
+            (repo / "snapshots" / commit / name).write_text(text)
+        for name in no_exist:
+            (repo / ".no_exist" / commit).mkdir(parents=True, exist_ok=True)
+            (repo / ".no_exist" / commit / name).touch()
+        return repo / "snapshots" / commit
+
+    return cached_repo
+
+
+def test_offline_a_repo_the_cache_cannot_classify_is_refused_naming_repo_and_marker(offline_cache):
+    offline_cache("org/unknown", {"config.json": "{}"})
+    with pytest.raises(OSError, match=f"'org/unknown': cannot tell whether it is a p2bot checkpoint \\({META_FILE}"):
+        local_snapshot("org/unknown", META_FILE)
+
+
+def test_offline_the_cache_decides_plain_or_p2bot(offline_cache):
+    offline_cache("org/plain", {"config.json": "{}"}, no_exist=(META_FILE,))
+    assert local_snapshot("org/plain", META_FILE) == "org/plain"
+    snapshot = offline_cache("user/bot", {"config.json": "{}", META_FILE: "{}", HEADS_FILE: ""})
+    assert Path(local_snapshot("user/bot", META_FILE)) == snapshot

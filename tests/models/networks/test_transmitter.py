@@ -142,3 +142,52 @@ def test_save_is_atomic_overwrite(tmp_path):
     t.save_pretrained(tmp_path / "m")
     assert not (tmp_path / "m" / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp directories left behind
+
+
+def _drop_lm_head(directory):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(directory / "model.safetensors"))
+    state.pop("lm_head.weight")
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+
+
+def test_an_untied_checkpoint_without_lm_head_weight_is_refused_by_directory(tmp_path):
+    t = tiny_transmitter(seed=2)  # tiny_lm has tie_word_embeddings=False
+    t.save_pretrained(tmp_path / "m")
+    _drop_lm_head(tmp_path / "m")
+    with pytest.raises(RuntimeError, match=r"m: .*lm_head\.weight"):
+        tiny_transmitter(seed=4).load_weights(tmp_path / "m")
+    with pytest.raises(RuntimeError, match=r"m: the checkpoint lacks \['lm_head\.weight'\]"):
+        Transmitter.from_pretrained(tmp_path / "m")
+
+
+def test_a_tied_checkpoint_loads_without_lm_head_weight(tmp_path):
+    from transformers import LlamaConfig
+
+    tok = smollm2_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    torch.manual_seed(1)
+    t = Transmitter(LlamaForCausalLM(cfg).eval(), tok)
+    t.save_pretrained(tmp_path / "m")
+    torch.manual_seed(2)
+    u = Transmitter(LlamaForCausalLM(cfg).eval(), tok)
+    u.load_weights(tmp_path / "m")  # the saved file holds the embedding once; lm_head is that tensor
+    assert torch.equal(u.lm.lm_head.weight, t.lm.lm_head.weight)
+    assert torch.equal(Transmitter.from_pretrained(tmp_path / "m").lm.lm_head.weight, t.lm.lm_head.weight)
+
+
+def test_a_p2bot_checkpoint_without_its_heads_file_is_refused(tmp_path):
+    tiny_transmitter(seed=2).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / HEADS_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{META_FILE}.*without its {HEADS_FILE}"):
+        Transmitter.from_pretrained(tmp_path / "m")
+
+
+def test_a_value_head_promised_by_the_meta_but_absent_from_the_heads_file_is_refused(tmp_path):
+    tiny_transmitter(seed=2).save_pretrained(tmp_path / "m")  # saved without a value head
+    meta = json.loads((tmp_path / "m" / META_FILE).read_text())
+    (tmp_path / "m" / META_FILE).write_text(json.dumps({**meta, "with_value_head": True}))
+    with pytest.raises(ValueError, match="value_head"):
+        Transmitter.from_pretrained(tmp_path / "m")
