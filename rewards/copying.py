@@ -40,7 +40,7 @@ def copy_penalty(prompts, completions, persona=None, start: float = 0.5, min_wor
                  **kwargs) -> list[float]:
     """shape(max_j recall of persona sentence j's content words in the utterance) over the speaker's own persona,
     ``shape`` being ``ramp`` (graded from ``start``) or ``step`` (1 from ``start`` on: the eval's copy rate counts
-    recall ≥ 0.8).
+    recall ≥ ``models.scoring.text_metrics.COPY_THRESHOLD``).
 
     Needs the kwarg ``persona``; sentences with fewer than ``min_words`` content words are ignored.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models.scoring.text_metrics import max_content_recall
+from data_prep.personas import persona_key, shares_sentence
 from rewards.base import ReceiverReward, as_texts, batch_normalize, column, dialogue_groups
 from rewards.registry import register_reward
 
@@ -18,17 +18,6 @@ def discounted_future(scores: list[float], turns: list[int], gamma: float) -> li
     for t in range(len(scores)):
         out[t] = sum(gamma ** (turns[j] - turns[t]) * scores[j] for j in range(t, len(scores)))
     return out
-
-
-def gate_copies(scores: list[float], texts: list[str], personas, gate: float) -> list[float]:
-    """``scores`` with each utterance that restates ≥ ``gate`` of a persona sentence lowered to the batch's lowest
-    score among the others (unchanged when every utterance is a copy)."""
-    lifted = [max_content_recall(t, p) >= gate for t, p in zip(texts, personas)]
-    kept = [s for s, c in zip(scores, lifted) if not c]
-    if not kept:
-        return list(scores)
-    floor = min(kept)
-    return [floor if c else s for s, c in zip(scores, lifted)]
 
 
 @register_reward("persona", weight=0.5)
@@ -51,7 +40,7 @@ class PersonaReward(ReceiverReward):
 
     Contrastive variant (``contrastive=True``): p_t = log softmax of the own persona's score among the own persona
     and the other personas of the batch (kwargs ``persona`` and ``partner_persona`` of every sample) that share no
-    sentence with it, the partner's included: p_t = s(u_t, own) − log Σ_{P ∈ own ∪ others} exp s(u_t, P) ≤ 0. It
+    sentence with it (``data_prep.personas.shares_sentence``), the partner's included: p_t = s(u_t, own) − log Σ_{P ∈ own ∪ others} exp s(u_t, P) ≤ 0. It
     pays for being told apart from the partner and from other speakers, and saturates once the utterance is,
     so copying a persona sentence word for word earns no more than naming the fact.
 
@@ -62,25 +51,18 @@ class PersonaReward(ReceiverReward):
         gamma: the discount γ of the mutual reward (seed 0.5).
         normalize: whiten the values over the batch (mean 0, std 1).
         contrastive: score against the batch's other personas (see above).
-        copy_gate: if set, an utterance that restates at least this share of one of its persona sentences' content
-            words (``max_content_recall``, sentences of ≥ 2 content words) earns no persona credit: its p_t becomes
-            the lowest p of the batch's other utterances, before the mutual discount. Copying then pays nothing,
-            where the ``copy`` penalty only makes it cost (README, "Reward hacks").
     """
 
     name = "persona"
 
     def __init__(self, receiver=None, *, pool=None, mutual: bool = False, gamma: float = 0.5, normalize: bool = False,
-                 contrastive: bool = False, copy_gate: float | None = None):
+                 contrastive: bool = False):
         if receiver is None and pool is None:
             raise ValueError("PersonaReward needs a receiver or a pool")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma={gamma}: must lie in [0, 1]")
         self._receiver, self.pool = receiver, pool
         self.mutual, self.gamma, self.normalize, self.contrastive = mutual, float(gamma), normalize, contrastive
-        if copy_gate is not None and not 0.0 < copy_gate <= 1.0:
-            raise ValueError(f"copy_gate={copy_gate}: must lie in (0, 1]")
-        self.copy_gate = None if copy_gate is None else float(copy_gate)
         self.needs_dialogue = mutual
 
     def own_scores(self, completions, personas) -> list[float]:
@@ -90,11 +72,13 @@ class PersonaReward(ReceiverReward):
     def contrastive_scores(self, completions, personas, others) -> list[float]:
         """p_i = s(u_i, own_i) − logsumexp_P s(u_i, P) over own_i and the personas of ``others`` disjoint from it."""
         texts = as_texts(completions)
-        distinct = list({tuple(p): list(p) for p in others if p}.values())
+        distinct: dict[frozenset, list[str]] = {}  # one candidate per persona (``persona_key``), the first seen
+        for p in others:
+            if p:
+                distinct.setdefault(persona_key(p), list(p))
         utts, cands, sizes = [], [], []
         for text, own in zip(texts, personas):
-            own_keys = {s.strip().lower() for s in own}
-            rivals = [p for p in distinct if not own_keys & {s.strip().lower() for s in p}]
+            rivals = [p for p in distinct.values() if not shares_sentence(own, p)]
             for p in [list(own), *rivals]:
                 utts.append(text)
                 cands.append(p)
@@ -117,8 +101,6 @@ class PersonaReward(ReceiverReward):
             scores = self.contrastive_scores(completions, personas, [*personas, *partners])
         else:
             scores = self.own_scores(completions, personas)
-        if self.copy_gate is not None:
-            scores = gate_copies(scores, as_texts(completions), personas, self.copy_gate)
         if self.mutual:
             turns = column(kwargs, "turn", n)
             out = [0.0] * n

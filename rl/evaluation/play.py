@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.scoring.text_metrics import copies_persona, covered_facts, is_near_copy, ngrams, repeated_ngram_fraction
+from data_prep.personas import persona_key, shares_sentence
+from models.scoring.text_metrics import (
+    COPY_THRESHOLD,
+    ECHO_THRESHOLD,
+    copies_persona,
+    covered_facts,
+    is_near_copy,
+    ngrams,
+    repeated_ngram_fraction,
+)
 from rl.selfplay import Dialogue, Sampling, SelfPlayEnv
 
 
@@ -35,10 +44,10 @@ class JudgeSettings:
 
     num_candidates: int = 20  # own persona + distractors
     partner_as_distractor: bool = True  # the partner's persona is one of the distractors (when disjoint)
-    copy_threshold: float = 0.8
+    copy_threshold: float = COPY_THRESHOLD
     copy_min_words: int = 2
     coverage_threshold: float = 0.5
-    echo_threshold: float = 0.8
+    echo_threshold: float = ECHO_THRESHOLD
     contradiction_threshold: float = 0.5
     # personas (``persona_key``) seen in training: perceivability is then also tallied over the other speakers only
     seen_personas: frozenset | None = None
@@ -96,17 +105,8 @@ def play(model, pairs: Sequence[dict], formatter, *, dialogues_per_pair: int = 2
     return out
 
 
-def _sentence_key(s: str) -> str:
-    return " ".join(s.lower().split())
-
-
-def persona_key(persona: Sequence[str]) -> frozenset:
-    """A persona's identity: its set of normalised sentences (order and case do not matter)."""
-    return frozenset(_sentence_key(s) for s in persona)
-
-
 class PersonaPool:
-    """Distinct personas (by their set of normalised sentences) that distractors are drawn from."""
+    """Distinct personas (by ``data_prep.personas.persona_key``) that distractors are drawn from."""
 
     def __init__(self, personas: Sequence[Sequence[str]]):
         seen: dict[frozenset, list[str]] = {}
@@ -125,11 +125,10 @@ def distractors_for(pair_id: str, speaker: str, own: Sequence[str], partner: Seq
     Fewer are returned when the pool has fewer eligible personas.
     """
     pool = pool if isinstance(pool, PersonaPool) else PersonaPool(pool)
-    own_keys = {_sentence_key(s) for s in own}
-    partner_key = persona_key(partner)
-    first = [list(partner)] if settings.partner_as_distractor and not own_keys & partner_key else []
+    own_key, partner_key = persona_key(own), persona_key(partner)
+    first = [list(partner)] if settings.partner_as_distractor and not shares_sentence(own, partner) else []
     eligible = [p for key, p in zip(pool.keys, pool.personas)
-                if not own_keys & key and not (first and key == partner_key)]
+                if own_key.isdisjoint(key) and not (first and key == partner_key)]
     rng = random.Random(f"{seed}|{pair_id}|{speaker}")
     k = max(0, min(settings.num_candidates - 1 - len(first), len(eligible)))
     return first + rng.sample(eligible, k)

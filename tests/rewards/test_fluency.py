@@ -2,7 +2,6 @@ import peft
 import pytest
 import torch
 
-from models.prompting.prompt import PromptFormatter
 from models.scoring.scorers import LMScorer
 from rewards import FluencyReward
 
@@ -45,10 +44,21 @@ def test_condition_on_context(make_tiny_llama, smollm2_tokenizer):
     persona, history, text = ["i am a nurse."], ["hi, what do you do?"], "i work nights at the hospital."
     got = reward(["ignored"], [text], persona=[persona], history=[history])[0]
     assert got == pytest.approx(manual_mean_logprob(model, fmt.encode_context(persona, history), fmt.encode_response(text)), abs=1e-4)
-    # without persona/history kwargs (e.g. under GRPOTrainer) the prompt text is the context
-    got = reward(["what do you do?"], [text])[0]
-    prompt = [tok.bos_token_id] + tok("what do you do?", add_special_tokens=False)["input_ids"]
-    assert got == pytest.approx(manual_mean_logprob(model, prompt, fmt.encode_response(text)), abs=1e-4)
+
+
+def test_condition_on_context_refuses_a_missing_persona_or_history(make_tiny_llama, smollm2_tokenizer):
+    tok, model = smollm2_tokenizer, make_tiny_llama(0)
+    reward = FluencyReward(LMScorer(model, tok), formatter=TinyFormatter(tok), condition_on_context=True)
+    persona, history, text = ["i am a nurse."], ["hi, what do you do?"], "i work nights at the hospital."
+    with pytest.raises(ValueError, match="needs the kwarg\\(s\\) 'history' \\("):
+        reward(["what do you do?"], [text], persona=[persona])
+    with pytest.raises(ValueError, match="needs the kwarg\\(s\\) 'persona' \\("):
+        reward(["what do you do?"], [text], history=[history])
+    with pytest.raises(ValueError, match="'persona', 'history'"):
+        reward(["what do you do?"], [text])  # a bare prompt is not the speaker's context
+    with pytest.raises(ValueError, match="condition_on_context=True needs a formatter or a pool"):
+        FluencyReward(LMScorer(model, tok), condition_on_context=True)
+    assert FluencyReward(LMScorer(model, tok))(["p"], [text])  # the utterance alone needs neither
 
 
 def test_a_sequence_the_model_was_made_to_prefer_scores_higher(make_tiny_llama, smollm2_tokenizer):
@@ -79,22 +89,3 @@ def test_lora_policy_is_scored_with_its_adapter_disabled(make_tiny_llama, smollm
     with_adapter = FluencyReward(LMScorer(lora, tok, disable_adapter=False))(["p"], ["i love dogs."])
     assert as_reference == pytest.approx(base_scores, abs=1e-5)
     assert abs(with_adapter[0] - base_scores[0]) > 1e-3
-
-
-def test_persona_blind_context_scores_after_the_history_alone(make_tiny_llama, smollm2_tokenizer):
-    tok, model = smollm2_tokenizer, make_tiny_llama(0)
-    fmt = PromptFormatter(tok, max_history_tokens=64)
-    reward = FluencyReward(LMScorer(model, tok), formatter=fmt, condition_on_context=True, persona_in_context=False)
-    persona, history, text = ["i am a nurse."], ["hi, what do you do?"], "i work nights at the hospital."
-    got = reward(["ignored"], [text], persona=[persona], history=[history])[0]
-    blind = fmt.head_ids + fmt.encode_history(history) + fmt.response_open_ids
-    assert got == pytest.approx(manual_mean_logprob(model, blind, fmt.encode_response(text)), abs=1e-4)
-    seen = FluencyReward(LMScorer(model, tok), formatter=fmt, condition_on_context=True)(
-        ["ignored"], [text], persona=[persona], history=[history])[0]
-    assert abs(seen - got) > 1e-4  # the persona block changed the context
-    other_persona = reward(["ignored"], [text], persona=[["i fly planes."]], history=[history])[0]
-    assert other_persona == pytest.approx(got, abs=1e-6)  # and here it is not read at all
-    with pytest.raises(ValueError, match="history"):
-        reward(["ignored"], [text], persona=[persona])
-    with pytest.raises(ValueError, match="condition_on_context"):
-        FluencyReward(LMScorer(model, tok), persona_in_context=False)

@@ -55,32 +55,6 @@ def test_plain_persona_and_batch_normalisation():
         PersonaReward(TableReceiver(table), gamma=1.5)
 
 
-def test_copy_gate_takes_the_persona_credit_of_a_restated_sentence():
-    persona = ["i have two dogs and a cat.", "i work as a nurse at night."]
-    table = {"i have two dogs and a cat.": 5.0,  # restates sentence 1 (recall 1.0)
-             "my two dogs keep me busy.": 4.0,  # names the fact (recall of {two, dogs, cat} = 2/3)
-             "nights at the hospital are long.": 2.0,  # no overlap
-             "what do you do?": -1.0}
-    texts = list(table)
-    plain = PersonaReward(TableReceiver(table))(["p"] * 4, texts, persona=[persona] * 4)
-    assert plain == [5.0, 4.0, 2.0, -1.0]
-    # gate 0.75: only the restatement loses its credit, down to the lowest score of the others
-    gated = PersonaReward(TableReceiver(table), copy_gate=0.75)(["p"] * 4, texts, persona=[persona] * 4)
-    assert gated == [-1.0, 4.0, 2.0, -1.0]
-    # gate 0.6: two of three content words of a sentence is a near-copy too
-    gated = PersonaReward(TableReceiver(table), copy_gate=0.6)(["p"] * 4, texts, persona=[persona] * 4)
-    assert gated == [-1.0, -1.0, 2.0, -1.0]
-    # the gate acts before the mutual discount: the partner's turn before it is credited with the lowered score
-    mutual = PersonaReward(TableReceiver(table), copy_gate=0.75, mutual=True, gamma=0.5)
-    got = mutual(["p"] * 2, ["nights at the hospital are long.", "i have two dogs and a cat."], persona=[persona] * 2,
-                 dialogue_id=["d", "d"], turn=[0, 1])
-    assert got == pytest.approx([2.0 + 0.5 * 2.0, 2.0])
-    # every utterance a copy: nothing to lower it to, scores unchanged
-    assert PersonaReward(TableReceiver(table), copy_gate=0.75)(["p"], texts[:1], persona=[persona]) == [5.0]
-    with pytest.raises(ValueError, match="copy_gate"):
-        PersonaReward(TableReceiver(table), copy_gate=0.0)
-
-
 @pytest.mark.slow
 def test_real_receiver_prefers_an_utterance_stating_its_own_persona(real_receiver):
     persona = ["i have two dogs and a cat.", "i work as a nurse at night.", "my favorite food is pizza."]
@@ -116,3 +90,17 @@ def test_contrastive_persona_is_a_log_softmax_over_the_batch_personas():
     assert all(v <= 0 for v in out)
     # a speaker alone in the batch has no rival: log softmax over one candidate is 0
     assert reward(["p"], ["i have dogs"], persona=[own_a]) == [0.0]
+
+
+def test_contrastive_rivals_compare_sentences_after_normalisation():
+    """Personas written in another case, spacing or punctuation are one persona, counted once as a rival, and
+    never a rival of the persona they restate."""
+    own_a, own_b = ["i have dogs."], ["i am a nurse."]
+    reward = PersonaReward(PairReceiver(), contrastive=True)
+    variants = [["I am a NURSE"], ["i  am a nurse!"]]  # own_b twice more, written differently
+    out = reward(["p"] * 3, ["i have dogs", "i am a nurse", "i am a nurse"], persona=[own_a, own_b, variants[0]],
+                 partner_persona=[variants[1], ["I have dogs"], own_a])
+    # A: own 3, one rival: own_b and its two spellings are one persona, "I have dogs" is own_a -> 3 - log(e³ + e)
+    assert out[0] == pytest.approx(3 - math.log(math.exp(3) + math.exp(1)))
+    # B: own 4 ("i am a nurse"), rival own_a only (1: "i") -> 4 - log(e⁴ + e)
+    assert out[1] == pytest.approx(4 - math.log(math.exp(4) + math.e))
