@@ -2,10 +2,11 @@
 
 import pytest
 
+from data_prep.personas import persona_key
 from models.networks.receiver import Receiver
 from models.scoring.judges import PersonaJudge
 from models.scoring.text_metrics import distinct_n
-from rl.evaluation.play import Judges, JudgeSettings, PlayedDialogue, distractors_for, judge, persona_key, play
+from rl.evaluation.play import Judges, JudgeSettings, PlayedDialogue, distractors_for, judge, play
 from rl.evaluation.stats import (
     BY_KEY,
     compare,
@@ -88,6 +89,16 @@ def test_distractors_are_disjoint_fixed_and_include_the_partner():
     assert first == distractors_for("p1", "A", A1, B1, pool, cfg, seed=0)
     assert B1 not in distractors_for("p1", "A", A1, B1, pool, JudgeSettings(4, partner_as_distractor=False), seed=0)
     assert len(distractors_for("p1", "A", A1, B1, pool, JudgeSettings(num_candidates=50), seed=0)) == 5  # all eligible
+
+
+def test_distractors_leave_out_a_shared_sentence_written_differently():
+    """"i love baking bread" is A1's "I love baking bread.": that persona is no distractor of A1 (nor is B1 when
+    the partner restates A1's sentence)."""
+    variant = ["i  love BAKING bread", "I am tall."]
+    got = distractors_for("p1", "A", A1, B1, POOL + [variant], JudgeSettings(num_candidates=50), seed=0)
+    assert variant not in got and len(got) == 5
+    partner = ["I am a pilot.", "i have a dog named max!"]
+    assert partner not in distractors_for("p1", "A", A1, partner, POOL, JudgeSettings(num_candidates=50), seed=0)
 
 
 def test_compare_is_paired_and_tables_render(judges):
