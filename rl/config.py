@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from models.generation.sampling import BACKENDS
 from models.infra.tracking import resolve_report_to
+from models.scoring.text_metrics import COPY_THRESHOLD
 
 ALGOS = ("ppo", "reinforce", "rloo", "grpo")
 KL_ESTIMATORS = ("k1", "k3")
@@ -97,15 +98,13 @@ class PPOConfig:
     cliprange_value: float = field(default=0.2, metadata={"help": "value clip around the old values"})
     vf_coef: float = field(default=0.1, metadata={"help": "value loss weight"})
     entropy_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (0: entropy only logged)"})
-    persona_anchor_coef: float = field(default=0.0, metadata={
-        "help": "weight of the persona anchor (rl.anchor): a hinge loss on any rise, above the reference policy's, of the "
-                "log-probability of a speaker's own persona sentences as its response (0: off; needs a reference)"})
     copy_guard_coef: float = field(default=0.0, metadata={
         "help": "weight of the copy guard (rl.guards.copy_guard): unlikelihood of the tokens that would complete a copy of one of "
                 "the speaker's persona sentences, at every position of a trained response one content word short of "
                 "one (0: off)"})
-    copy_guard_threshold: float = field(default=0.8, metadata={
-        "help": "the copy guard's copy rule: the share of a persona sentence's content words (the evaluation's 0.8)"})
+    copy_guard_threshold: float = field(default=COPY_THRESHOLD, metadata={
+        "help": f"the copy guard's copy rule: the share of a persona sentence's content words (the evaluation's "
+                f"{COPY_THRESHOLD})"})
     gamma: float = field(default=1.0, metadata={"help": "discount γ over response tokens"})
     lam: float = field(default=0.95, metadata={"help": "GAE λ"})
     whiten_rewards: bool = field(default=False, metadata={"help": "whiten per-token rewards before GAE"})
@@ -115,7 +114,7 @@ class PPOConfig:
     )
 
     # --- self-play ---
-    data_path: str | None = field(default=None, metadata={"help": "dialogue file with personas (default: shipped sample)"})
+    data: str | None = field(default=None, metadata={"help": "dialogue file with personas (default: shipped sample)"})
     data_format: str | None = field(default=None, metadata={"help": "force a reader format (default: inferred)"})
     skip_dialogues: int = field(default=0, metadata={"help": "skip the first N dialogues (e.g. held out for evaluation)"})
     max_dialogues: int = field(default=0, metadata={"help": "use only N dialogues after the skipped ones (0 = all)"})
@@ -180,9 +179,8 @@ class PPOConfig:
             raise ValueError(f"gamma={self.gamma}, lam={self.lam}: both must lie in [0, 1]")
         if self.cliprange <= 0 or self.cliprange_value <= 0:
             raise ValueError(f"cliprange={self.cliprange}, cliprange_value={self.cliprange_value}: must be positive")
-        if self.kl_coef < 0 or self.persona_anchor_coef < 0 or self.copy_guard_coef < 0:
-            raise ValueError(f"kl_coef={self.kl_coef}, persona_anchor_coef={self.persona_anchor_coef}, "
-                             f"copy_guard_coef={self.copy_guard_coef}: must be non-negative")
+        if self.kl_coef < 0 or self.copy_guard_coef < 0:
+            raise ValueError(f"kl_coef={self.kl_coef}, copy_guard_coef={self.copy_guard_coef}: must be non-negative")
         if not 0.0 < self.copy_guard_threshold <= 1.0:
             raise ValueError(f"copy_guard_threshold={self.copy_guard_threshold}: must lie in (0, 1]")
         if self.adaptive_kl and (self.target_kl <= 0 or self.kl_horizon < 1):

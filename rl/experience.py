@@ -42,8 +42,8 @@ class Experience:
     ``keep_index`` (K,) the sorted positions whose logits the LM head must produce (every ``response_index``).
     ``turn_ids`` (B, R) says which of the row's own turns a token belongs to (-1 on padding); each turn's score
     is ``turn_scores[b, k]`` (``turn_mask`` marks real turns). ``value_mask`` is where the value loss applies
-    (every response token, or turn starts for turn-level GAE). ``copy_candidates`` holds, for each trained token,
-    the tokens the copy guard lowers there (``rl.guards.copy_guard``).
+    (every response token, or turn starts for turn-level GAE). ``aux`` holds what each auxiliary loss of the update
+    attached to the rows (``rl.guards.base.AuxLoss.prepare``: tensors of B rows, keyed by the loss's name).
     """
 
     input_ids: torch.Tensor  # (B, L)
@@ -61,7 +61,7 @@ class Experience:
     advantages: torch.Tensor | None = None  # (B, R)
     returns: torch.Tensor | None = None  # (B, R)
     value_mask: torch.Tensor | None = None  # (B, R)
-    copy_candidates: torch.Tensor | None = None  # (B, R, M) long, -1 pads (rl.guards.copy_guard)
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, ...)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -71,12 +71,20 @@ class Experience:
         """(B,) the sum of each row's turn scores."""
         return (self.turn_scores * self.turn_mask).sum(1)
 
+    def _map(self, fn) -> Experience:
+        """A copy with ``fn`` applied to every tensor, those in ``aux`` included."""
+        def apply(v):
+            if isinstance(v, dict):
+                return {k: apply(x) for k, x in v.items()}
+            return fn(v) if isinstance(v, torch.Tensor) else v
+        return Experience(**{k: apply(v) for k, v in self.__dict__.items()})
+
     def to(self, device: torch.device | str) -> Experience:
-        return Experience(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
+        return self._map(lambda t: t.to(device))
 
     def select(self, idx: torch.Tensor) -> Experience:
         """The rows ``idx`` (a mini- or micro-batch)."""
-        return Experience(**{k: (v[idx] if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
+        return self._map(lambda t: t[idx])
 
 
 def collate(rollouts: list[Rollout], pad_token_id: int, device: torch.device | str = "cpu") -> Experience:

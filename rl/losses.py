@@ -78,19 +78,6 @@ def entropy_loss(entropy: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tenso
     return -mean_entropy, {"policy/entropy": mean_entropy.detach()}
 
 
-def anchor_loss(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """A hinge on the rise of each row's sequence log-probability above the reference's, averaged over rows:
-    ``mean_b max(0, Σ_t (log π - log π_ref))``. Zero while the policy finds every row's sequence no likelier than the
-    reference does (``rl.anchor``: the rows are the speaker's own persona sentences)."""
-    rise = ((logprobs - ref_logprobs) * mask).sum(1)  # (B,)
-    rows = mask.sum(1) > 0
-    if not bool(rows.any()):
-        zero = (logprobs * 0.0).sum()
-        return zero, {"anchor/logratio": zero.detach(), "anchor/active": zero.detach()}
-    rise = rise[rows]
-    return torch.relu(rise).mean(), {"anchor/logratio": rise.mean().detach(), "anchor/active": (rise > 0).float().mean()}
-
-
 def copy_unlikelihood_loss(logits: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Unlikelihood (Welleck et al. 2020) of the tokens that would complete a persona copy (``rl.guards.copy_guard``):
     ``mean over guarded positions of -log(1 - Σ_c π(c))``, c over ``candidates[b, t]`` (-1 pads). Guarded positions

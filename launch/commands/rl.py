@@ -39,10 +39,10 @@ def lora_config(cfg: PPOConfig):
 
 
 def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> SelfPlayEnv:
-    dialogues = load_dialogues(cfg.data_path or "", cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
+    dialogues = load_dialogues(cfg.data or "", cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
     pairs = build_selfplay_pairs(dialogues, with_first_utterance=cfg.use_first_utterance, seed=cfg.seed)
     if len(pairs) == 0:
-        raise ValueError(f"{cfg.data_path or 'sample data'}: no dialogue with both personas in the selected range")
+        raise ValueError(f"{cfg.data or 'sample data'}: no dialogue with both personas in the selected range")
     return SelfPlayEnv(
         list(pairs), formatter, reward_fn, pairs_per_step=cfg.pairs_per_step, rollouts_per_pair=cfg.rollouts_per_pair,
         sampling_a=Sampling(True, cfg.temperature, cfg.top_k, cfg.top_p),
@@ -134,11 +134,10 @@ def build_run(cfg: PPOConfig, accelerator) -> Run:
     reward_fn = build_composite(cfg.reward_funcs, cfg.reward_weights, pool=pool)
     formatter = PromptFormatter(policy.tokenizer, max_history_tokens=cfg.max_history_tokens)
     trainer = PPOTrainer(cfg, policy, ref, reward_fn, accelerator, value_model=value_model,
-                         end_token_ids=[formatter.end_token_id], lagged_partner=lagged,
-                         formatter=formatter)
+                         end_token_ids=[formatter.end_token_id], lagged_partner=lagged)
     if hasattr(reward_fn, "setup"):
         reward_fn.setup(accelerator)
-    with option("--data_path"):
+    with option("--data"):
         env = build_env(cfg, formatter, reward_fn, partner, accelerator)
     return Run(trainer, env, pool, ref, partner)
 
@@ -152,7 +151,7 @@ def _needs_transmitter(spec) -> bool:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     (cfg,) = parse_configs((PPOConfig,), argv, prog="p2bot rl", description=__doc__)
-    require_inputs(data={"--data_path": cfg.data_path},
+    require_inputs(data={"--data": cfg.data},
                    models={"--model_name_or_path": cfg.model_name_or_path,
                            "--ref_model_name_or_path": cfg.ref_model_name_or_path,
                            "--partner_model_name_or_path": cfg.partner_model_name_or_path,

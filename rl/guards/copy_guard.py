@@ -4,8 +4,8 @@ A policy pushed on a persona reward names more persona facts, and some of those 
 persona sentence's content words to count as a copy (``models.scoring.text_metrics.copies_persona``: ≥ 80% of them). A copy
 penalty on the reward only learns from the copies the policy happens to sample (a few per step). The guard instead
 looks at every position where the response so far is one content word short of a copy, and names the tokens that
-would start each missing word; ``rl.losses.copy_unlikelihood_loss`` then lowers their probability there
-(unlikelihood training, Welleck et al. 2020). A response that names a fact in other words, or names part of a long
+would start each missing word; ``CopyGuardLoss``, an ``AuxLoss`` of the update, then lowers their probability there
+(``rl.losses.copy_unlikelihood_loss``: unlikelihood training, Welleck et al. 2020). A response that names a fact in other words, or names part of a long
 sentence, is never one word short, and keeps its probability.
 """
 
@@ -14,7 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import torch
+
 from models.scoring.lexical import content_words
+from models.scoring.text_metrics import COPY_THRESHOLD
+from rl.experience import Experience, Rollout
+from rl.forward import PolicyOutput
+from rl.guards.base import AuxLoss
+from rl.losses import copy_unlikelihood_loss
 
 
 def words_to_copy(sentence_words: set[str], threshold: float) -> int:
@@ -22,7 +29,8 @@ def words_to_copy(sentence_words: set[str], threshold: float) -> int:
     return max(1, math.ceil(threshold * len(sentence_words) - 1e-9))
 
 
-def missing_copy_words(said: set[str], persona: Sequence[str], threshold: float = 0.8, min_words: int = 2) -> set[str]:
+def missing_copy_words(said: set[str], persona: Sequence[str], threshold: float = COPY_THRESHOLD,
+                       min_words: int = 2) -> set[str]:
     """Content words that, said next, would make an utterance holding ``said`` a copy of one persona sentence.
 
     Empty when no sentence (of ≥ ``min_words`` content words) is exactly one word short, or when it is already
@@ -63,11 +71,11 @@ class CopyGuard:
 
     Args:
         tokenizer: the policy's tokenizer (decodes the response prefix, encodes candidate words).
-        threshold: the copy rule's share of a sentence's content words (the evaluation's 0.8).
+        threshold: the copy rule's share of a sentence's content words (the evaluation's ``COPY_THRESHOLD``).
         min_words: sentences with fewer content words are not guarded (the evaluation ignores them too).
     """
 
-    def __init__(self, tokenizer, threshold: float = 0.8, min_words: int = 2):
+    def __init__(self, tokenizer, threshold: float = COPY_THRESHOLD, min_words: int = 2):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"copy guard threshold={threshold}: must lie in (0, 1]")
         self.tokenizer, self.threshold, self.min_words = tokenizer, float(threshold), int(min_words)
@@ -88,3 +96,53 @@ class CopyGuard:
                 ids |= self._word_starts(word)
             out.append(ids)
         return out
+
+
+def candidate_tensor(guard: CopyGuard, rows: list[list[Rollout]], width: int) -> torch.Tensor:
+    """(B, width, M) the guard's token ids at each trained token of each row (-1 pads; M ≥ 1); a row's own turns lie
+    end to end in the response columns, as both episode layouts put them. Rollouts without a persona, or scored
+    None, get none."""
+    per_row = []
+    for row in rows:
+        sets: list[set[int]] = []
+        for r in row:
+            persona = r.info.get("persona")
+            if r.score is not None and persona:
+                sets.extend(guard.candidates(r.response_ids, persona))
+            else:
+                sets.extend(set() for _ in r.response_ids)
+        per_row.append(sets)
+    m = max([1] + [len(c) for sets in per_row for c in sets])
+    out = torch.full((len(rows), width, m), -1, dtype=torch.long)
+    for b, sets in enumerate(per_row):
+        for t, c in enumerate(sets[:width]):
+            out[b, t, :len(c)] = torch.tensor(sorted(c), dtype=torch.long)
+    return out
+
+
+class CopyGuardLoss(AuxLoss):
+    """The copy guard as a term of the update: ``coef`` times the unlikelihood of the ``CopyGuard`` candidates of
+    each trained token, from the rollouts' ``info['persona']``.
+
+    Args:
+        tokenizer: the policy's tokenizer.
+        coef: the term's weight (``PPOConfig.copy_guard_coef``).
+        threshold: the copy rule (``PPOConfig.copy_guard_threshold``).
+    """
+
+    name = "copy_guard"
+    needs_logits = True
+
+    def __init__(self, tokenizer, coef: float, threshold: float = COPY_THRESHOLD):
+        self.coef = float(coef)
+        self.guard = CopyGuard(tokenizer, threshold)
+
+    def prepare(self, exp: Experience, rows: list[list[Rollout]]) -> None:
+        width = exp.response_ids.shape[1]
+        exp.aux[self.name] = candidate_tensor(self.guard, rows, width).to(exp.input_ids.device)  # (B, R, M)
+
+    def loss(self, out: PolicyOutput, mb: Experience) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.name not in mb.aux:
+            raise ValueError("the copy guard's candidates are missing from the experience: build it with "
+                             "PPOTrainer.make_experience, which prepares every auxiliary loss")
+        return copy_unlikelihood_loss(out.logits, mb.aux[self.name], mb.response_mask)

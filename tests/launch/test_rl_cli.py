@@ -73,11 +73,11 @@ def _assert_same_tree(a, b, where=""):
 @pytest.mark.distributed
 @pytest.mark.slow
 @pytest.mark.parametrize("accelerate_config, extra", [
-    ("cpu_zero2.yaml", []), ("cpu_zero3.yaml", []), ("cpu_zero3.yaml", ["--persona_anchor_coef", "1.0"]),
-], ids=["zero2", "zero3", "zero3-persona_anchor"])
+    ("cpu_zero2.yaml", []), ("cpu_zero3.yaml", []), ("cpu_zero3.yaml", ["--copy_guard_coef", "1.0"]),
+], ids=["zero2", "zero3", "zero3-copy_guard"])
 def test_deepspeed_two_processes_resume_is_exact(tmp_path, tiny_dir, accelerate_config, extra):
     """Two iterations straight vs one, checkpoint, resume, one more: identical weights, Adam state, step, KL. The
-    persona anchor adds forwards of the sharded policy and reference inside each update."""
+    copy guard adds an auxiliary loss on the sharded policy's logits to each micro-batch."""
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     _launch(accelerate_config, ["--model_name_or_path", str(tiny_dir), "--output_dir", str(full), "--max_steps", "2",
                                 *TINY_RUN, *extra])
@@ -103,7 +103,7 @@ def test_deepspeed_two_processes_resume_is_exact(tmp_path, tiny_dir, accelerate_
             assert sa["global_steps"] == 2 * 2  # 2 iterations x 2 epochs x 1 mini-batch
     metrics = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1]  # the resumed run only did the second iteration
-    assert ("loss/anchor" in metrics[0]) == bool(extra)
+    assert ("loss/copy_guard" in metrics[0]) == bool(extra)
 
 
 @pytest.mark.distributed
@@ -155,16 +155,16 @@ def test_zero2_layouts_and_critics_resume_exactly(tmp_path, tiny_dir, variant):
 @pytest.mark.slow
 def test_a_rank_whose_rollouts_all_score_none_still_finishes(tmp_path, tiny_dir):
     """DDP on 2 gloo processes; every rollout of rank 0 scores None: both ranks keep the same rows, agree on the
-    metric keys and finish; the policy still learns from rank 1's rollouts. Rank 0 has no persona-anchor rows, so
-    both ranks leave the anchor out of those steps (the processes must run the same forwards)."""
+    metric keys and finish; the policy still learns from rank 1's rollouts. Rank 0 has no copy-guard positions (no
+    scored turn), yet reports the guard's keys as rank 1 does (the processes average the same metrics)."""
     out = tmp_path / "ddp_none"
     reward = str(REPO / "tests" / "rl" / "toy_rewards.py") + ":letter_e_on_rank1_only"
-    args = [a if a != REWARD else reward for a in TINY_RUN] + ["--persona_anchor_coef", "1.0"]
+    args = [a if a != REWARD else reward for a in TINY_RUN] + ["--copy_guard_coef", "1.0"]
     _launch("cpu_ddp.yaml", ["--model_name_or_path", str(tiny_dir), "--output_dir", str(out), "--max_steps", "2", *args])
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1]
     assert all("reward/letter_e_on_rank1_only" in m and m["guard/skipped_update"] == 0.0 for m in metrics)
-    assert not any("loss/anchor" in m for m in metrics)
+    assert all("loss/copy_guard" in m and "copy_guard/positions" in m for m in metrics)
     trained = load_file(out / "checkpoint-2" / "policy" / "model.safetensors")
     start = load_file(tiny_dir / "model.safetensors")
     assert any(not torch.equal(trained[k], start[k]) for k in start)

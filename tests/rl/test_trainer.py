@@ -99,7 +99,7 @@ def test_nonfinite_loss_skips_the_optimizer_step(tiny_model_dir, monkeypatch):
     trainer = PPOTrainer(PPOConfig(pairs_per_step=1, rollouts_per_pair=2, max_steps=1, num_ppo_epochs=1), policy)
     before = _params(trainer.policy)
     real_loss = trainer._loss
-    monkeypatch.setattr(trainer, "_loss", lambda mb, anchor=None: (real_loss(mb)[0] * float("inf"), real_loss(mb)[1]))
+    monkeypatch.setattr(trainer, "_loss", lambda mb: (real_loss(mb)[0] * float("inf"), real_loss(mb)[1]))
     stats = trainer.step([Rollout([1, 2], [3, 4], score=0.0), Rollout([1, 2], [5, 6], score=1.0)])
     assert stats["guard/skipped_microbatches"] == 1.0 and stats["guard/skipped_optimizer_steps"] == 1.0
     assert all(torch.equal(before[k], v) for k, v in trainer.policy.named_parameters())

@@ -125,11 +125,11 @@ def test_candidates_follow_each_rows_own_turns_in_both_layouts(tiny_model_dir, s
         trainer = PPOTrainer(PPOConfig(pairs_per_step=1, rollouts_per_pair=2, max_steps=1, copy_guard_coef=1.0,
                                        episode_layout=layout), policy)
         exp, rows = trainer.make_experience([r1, r2, unscored, bare])
-        assert exp.copy_candidates.shape[:2] == exp.response_ids.shape
+        assert exp.aux["copy_guard"].shape[:2] == exp.response_ids.shape
         for b, row in enumerate(rows):
             want = [c if r.score is not None and r.info.get("persona") else set()
                     for r in row for c in guard.candidates(r.response_ids, PERSONA)]
-            got = [{int(i) for i in exp.copy_candidates[b, t] if i >= 0} for t in range(exp.response_ids.shape[1])]
+            got = [{int(i) for i in exp.aux["copy_guard"][b, t] if i >= 0} for t in range(exp.response_ids.shape[1])]
             assert got == want + [set()] * (len(got) - len(want))
-        assert (exp.copy_candidates >= 0).any()
+        assert (exp.aux["copy_guard"] >= 0).any()
         assert max(len(row) for row in rows) == (2 if layout == "speaker" else 1)  # r1 and r2 chain into one row
