@@ -37,6 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"p2bot: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    try:
+        return run(name, rest)
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's status for SIGINT, not a traceback
+        from launch.errors import debug
+
+        if debug():
+            raise
+        print(f"\np2bot {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(name: str, rest: list[str]) -> int:
+    """Command ``name`` on its options ``rest``; the exit status."""
     module_name = COMMANDS[name][0]
     try:
         module = importlib.import_module(module_name)

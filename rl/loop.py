@@ -84,7 +84,7 @@ def train(trainer: PPOTrainer, env: SelfPlayEnv) -> dict[str, float]:
     if acc.log_with and not acc.trackers:
         init = {"tensorboard": {"purge_step": trainer.global_step}} if state else {}  # drop events logged after it
         acc.init_trackers("p2bot-rl", config=tracker_config(config), init_kwargs=init)
-    trainer.policy.card.update(stage="rl", config=config, datasets=[cfg.data_path or "sample"])
+    trainer.policy.card.update(stage="rl", config=config, datasets=[cfg.data or "sample"])
     bar = tqdm(total=cfg.max_steps, initial=trainer.global_step, disable=cfg.disable_tqdm or not acc.is_main_process,
                desc="rl", dynamic_ncols=True)
     stats: dict[str, float] = {}

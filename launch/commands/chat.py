@@ -2,11 +2,14 @@
 
   p2bot chat --persona_a "I keep bees." "I drink black coffee." --persona_b "I teach chemistry."
   p2bot chat --human --persona_b "I teach chemistry." "I have two cats."     # you are speaker A
-Without personas, a pair from the shipped sample set is used (``--pair_index``).
+Without personas, a pair from the shipped sample set is used (``--pair_index``). With ``--human`` an empty line is
+ignored; ``/quit``, ``quit``, Ctrl-D or Ctrl-C at the prompt end the chat. A reply that reaches ``--max_new_tokens``
+before its end of turn ends at its last whole word, marked `` …``.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -15,24 +18,27 @@ from transformers import set_seed
 
 from launch.config_io import parse_configs
 from launch.errors import option, read_data
-from models.generation.sampling import generate
+from models.generation.sampling import generate, stop_token_ids
 from models.loading.pretrained import resolve_device, resolve_dtype
 from models.networks.transmitter import Transmitter
 from models.prompting.prompt import PromptFormatter
 
 QUIT = {"/quit", "/exit", "quit", "exit"}
+CUT_MARK = " …"
 
 
 @dataclass
 class ChatConfig:
-    model_name_or_path: str = field(default="embedded", metadata={"help": "policy: 'embedded', hub id, local path or a run's model dir"})
-    persona_a: list[str] = field(default_factory=list, metadata={"help": "persona sentences of speaker A (you, with --human)"})
+    model: str = field(default="embedded", metadata={"help": "policy: 'embedded', hub id, local path or a run's model dir"})
+    persona_a: list[str] = field(default_factory=list, metadata={
+        "help": "persona sentences of speaker A; with --human yours, shown to you as your role (the agent is not told "
+                "its partner's persona: the prompt has no place for it, as in training)"})
     persona_b: list[str] = field(default_factory=list, metadata={"help": "persona sentences of speaker B (the agent, with --human)"})
     pair_index: int = field(default=0, metadata={"help": "sample-set dialogue whose personas fill the missing ones"})
-    human: bool = field(default=False, metadata={"help": "you play speaker A; type /quit (or an empty line) to stop"})
+    human: bool = field(default=False, metadata={"help": "you play speaker A; /quit, quit or Ctrl-D ends the chat"})
     exchanges: int = field(default=3, metadata={"help": "watch mode: A+B exchanges"})
     max_new_tokens: int = field(default=40, metadata={"help": "tokens per utterance"})
-    do_sample: bool = field(default=True, metadata={"help": "sample (False: greedy)"})
+    do_sample: bool = field(default=True, metadata={"help": "sample (--no_do_sample: greedy)"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
     top_p: float = field(default=0.9, metadata={"help": "nucleus sampling"})
     max_history_tokens: int = field(default=256, metadata={"help": "history budget of the prompt"})
@@ -50,13 +56,27 @@ class Agent:
 
     def __init__(self, transmitter: Transmitter, formatter: PromptFormatter, cfg: ChatConfig):
         self.transmitter, self.formatter, self.cfg = transmitter, formatter, cfg
+        generation_config = getattr(transmitter.lm, "generation_config", None)
+        self.stops = {*stop_token_ids(transmitter.tokenizer, generation_config), formatter.end_token_id}
 
     def reply(self, persona: list[str], history: list[str]) -> str:
         context = self.formatter.encode_context(persona, history)
         with torch.no_grad():
             (ids,) = generate(self.transmitter, [context], max_new_tokens=self.cfg.max_new_tokens,
                               do_sample=self.cfg.do_sample, temperature=self.cfg.temperature, top_p=self.cfg.top_p)
-        return self.formatter.decode_response(ids) or "..."
+        text = self.formatter.decode_response(ids)
+        if len(ids) >= self.cfg.max_new_tokens and not self.stops & set(ids):
+            return trim_cut_reply(text)
+        return text or "..."
+
+
+def trim_cut_reply(text: str) -> str:
+    """A reply cut at the token cap: ended at its last whole word (the cut one may be the start of another word)
+    and marked with ``CUT_MARK``. A reply of one word keeps it."""
+    text = text.rstrip()
+    if text and text[-1].isalnum():
+        text = re.sub(r"\S+$", "", text).rstrip() or text
+    return text + CUT_MARK if text else CUT_MARK.strip()
 
 
 def fill_personas(cfg: ChatConfig) -> tuple[list[str], list[str]]:
@@ -83,15 +103,22 @@ def watch(agent: Agent, persona_a: list[str], persona_b: list[str], exchanges: i
 
 
 def talk(agent: Agent, persona_b: list[str]) -> list[str]:
+    """You speak as A, the agent as B, until ``/quit`` (or ``QUIT``), Ctrl-D or Ctrl-C at the prompt."""
     history: list[str] = []
-    print("You are speaker A. Type /quit or an empty line to stop.", flush=True)
+    print("You are speaker A. Type a line and press Enter; /quit, quit or Ctrl-D ends the chat.", flush=True)
     while True:
         print("you> ", end="", flush=True)  # on stdout: input() would put the prompt on stderr under a tty
-        raw = sys.stdin.readline()
-        if not raw:  # end of input
+        try:
+            raw = sys.stdin.readline()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt ends the chat like Ctrl-D
+            raw = ""
+        if not raw:  # Ctrl-D: end of input; the shell's prompt goes on a line of its own
+            print(flush=True)
             break
         line = raw.strip()
-        if not line or line.lower() in QUIT:
+        if not line:
+            continue
+        if line.lower() in QUIT:
             break
         history.append(line)
         history.append(agent.reply(persona_b, history))
@@ -103,13 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     (cfg,) = parse_configs((ChatConfig,), argv, prog="p2bot chat", description=__doc__)
     set_seed(cfg.seed)
     persona_a, persona_b = fill_personas(cfg)
-    print(f"loading {cfg.model_name_or_path} ...", flush=True)
-    with option("--model_name_or_path", cfg.model_name_or_path):
-        transmitter = Transmitter.from_pretrained(cfg.model_name_or_path, device=resolve_device(cfg.device),
+    print(f"loading {cfg.model} ...", flush=True)
+    with option("--model", cfg.model):
+        transmitter = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device),
                                                   torch_dtype=resolve_dtype(cfg.torch_dtype))
     transmitter.eval()
     agent = Agent(transmitter, PromptFormatter(transmitter.tokenizer, cfg.max_history_tokens), cfg)
     if cfg.human:
+        if cfg.persona_a:
+            _show_persona("your", cfg.persona_a)
         _show_persona("bot", persona_b)
         talk(agent, persona_b)
     else:

@@ -30,12 +30,12 @@ METRICS_FILE = "receiver_metrics.json"
 
 @dataclass
 class ReceiverDataConfig:
-    train_data: str = field(default="sample", metadata={"help": "dialogue file ('sample' = the shipped sample set)"})
-    eval_data: str | None = field(default=None, metadata={"help": "validation dialogues (default: hold out eval_fraction of train_data)"})
-    eval_fraction: float = field(default=0.2, metadata={"help": "share of train_data dialogues held out when eval_data is unset"})
-    holdout_first: int = field(default=0, metadata={"help": "hold out the first N dialogues of train_data for validation "
+    data: str = field(default="sample", metadata={"help": "dialogue file to train on ('sample' = the shipped sample set)"})
+    eval_data: str | None = field(default=None, metadata={"help": "validation dialogues (default: hold out eval_fraction of data)"})
+    eval_fraction: float = field(default=0.2, metadata={"help": "share of data dialogues held out when eval_data is unset"})
+    holdout_first: int = field(default=0, metadata={"help": "hold out the first N dialogues of data for validation "
                                                             "instead of a random eval_fraction (0 = off)"})
-    max_dialogues: int = field(default=0, metadata={"help": "use only the first N dialogues of train_data (0 = all)"})
+    max_dialogues: int = field(default=0, metadata={"help": "use only the first N dialogues of data (0 = all)"})
     num_train_negatives: int = field(default=1, metadata={"help": "negative personas per training row"})
     num_eval_negatives: int = field(default=19, metadata={"help": "negative personas per validation row (19-31 usual)"})
     max_eval_examples: int = field(default=0, metadata={"help": "evaluate on at most N validation rows (0 = all)"})
@@ -57,8 +57,8 @@ def _read(path: str, flag: str):
 
 
 def split_dialogues(data: ReceiverDataConfig):
-    """(train, eval) dialogues: eval_data when given, else a seeded by-dialogue hold-out of train_data."""
-    train = _read(data.train_data, "--train_data")
+    """(train, eval) dialogues: eval_data when given, else a seeded by-dialogue hold-out of data."""
+    train = _read(data.data, "--data")
     if data.max_dialogues:
         train = train[: data.max_dialogues]
     if data.eval_data:
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = ReceiverTrainer(receiver, cfg, train_rows, eval_rows)
     run = trainer.train()
     scores["trained receiver"] = trainer.eval_scores
-    receiver.card.datasets = [data.train_data, *([data.eval_data] if data.eval_data else [])]
+    receiver.card.datasets = [data.data, *([data.eval_data] if data.eval_data else [])]
     trainer.save_model(out / "model")
 
     if trainer.accelerator.is_main_process:

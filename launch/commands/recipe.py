@@ -29,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from launch.config_io import canonical_keys
+
 STAGES = ("sft", "receiver", "rl", "average", "select", "eval")
 MAPPINGS = ("sft", "receiver", "rl", "select", "eval")  # the stages a recipe gives options to
 TOP_KEYS = {"output_dir", "data", "heldout_dialogues", "seed", "rl_seeds", *MAPPINGS}
@@ -147,10 +149,10 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
     fixed = {
         "sft": dict(model="embedded", data=data, skip_dialogues=held, output_dir=str(out / "sft"),
                     with_value_head=True, seed=seed),
-        "receiver": dict(model_name_or_path="embedded", train_data=data, holdout_first=held,
+        "receiver": dict(model_name_or_path="embedded", data=data, holdout_first=held,
                          output_dir=str(out / "receiver"), seed=seed),
         **{stage: dict(model_name_or_path=str(out / "sft" / "model"),
-                       receiver_name_or_path=str(out / "receiver" / "model"), data_path=data, skip_dialogues=held,
+                       receiver_name_or_path=str(out / "receiver" / "model"), data=data, skip_dialogues=held,
                        output_dir=str(rl_dir(out, stage)), seed=_seed_of(stage) if seeds else seed,
                        resume_from_checkpoint="latest" if _final_policy(rl_dir(out, stage)) else None)
            for stage in rl_stages},
@@ -167,7 +169,7 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
     configs = {}
     for stage in stage_names(recipe):
         command = command_of(stage)
-        given = dict(recipe.get(command) or {})
+        given = canonical_keys(f"p2bot {command}", recipe.get(command) or {})
         clash = (set(given) & set(fixed[stage])) - OVERRIDABLE.get(command, set())
         if clash:
             raise RecipeError(f"field '{command}': {sorted(clash)} are set by the recipe (data split and stage wiring)")

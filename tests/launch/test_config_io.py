@@ -1,9 +1,10 @@
 import logging
+from dataclasses import dataclass, field
 
 import pytest
 import transformers
 
-from launch.config_io import configure_logging
+from launch.config_io import CommandParser, configure_logging
 
 
 @pytest.fixture()
@@ -32,3 +33,19 @@ def test_cli_log_level(command, capsys, restore_logging):
 
     assert main([command, "--log_level", "loud"]) == 2
     assert "log_level='loud'" in capsys.readouterr().err
+
+
+@dataclass
+class _Options:
+    dtype: str | None = field(default=None, metadata={"help": "float32 or bfloat16 (default: the checkpoint's)"})
+    checkpointing: bool = field(default=False, metadata={"help": "less memory, ~30% more compute"})
+    sample: bool = field(default=True, metadata={"help": "sample (--no_sample: greedy)"})
+    steps: int = field(default=3, metadata={"help": "steps"})
+
+
+def test_help_states_each_default_once_and_reads_bool_switches_right():
+    text = " ".join(CommandParser((_Options,), prog="p2bot test").format_help().split())
+    assert "(default: the checkpoint's) --" in text  # argparse's "(default: None)" not added after it
+    assert "less memory, ~30% more compute (default: False)" in text  # a plain '%' is not a format
+    assert "sample (--no_sample: greedy) (default: True) --no_sample, --no-sample turn --sample off --steps" in text
+    assert "steps (default: 3)" in text

@@ -44,7 +44,7 @@ def test_eval_chat_and_selfplay_eval_load_on_the_device_in_the_dtype(tiny, tiny_
     common = ["--device", "cpu", "--torch_dtype", "bfloat16"]
     assert main(["eval", "--model", str(tiny), "--max_dialogues", "2", "--examples_per_dialogue", "1", "--num_candidates", "4", "--metrics",
                  "f1,ppl", "--max_new_tokens", "3", "--output_dir", str(tmp_path / "e"), *common]) == 0
-    assert main(["chat", "--model_name_or_path", str(tiny), "--exchanges", "1", "--max_new_tokens", "3", *common]) == 0
+    assert main(["chat", "--model", str(tiny), "--exchanges", "1", "--max_new_tokens", "3", *common]) == 0
     assert main(["eval", "--selfplay", "--model", str(tiny), "--judge_lm", str(tiny), "--judge_encoder",
                  str(tiny_receiver_dir), "--pairs", "2", "--dialogues_per_pair", "1", "--exchanges", "1",
                  "--max_new_tokens", "3", "--bootstrap_samples", "20", "--output_dir", str(tmp_path / "s"), *common]) == 0

@@ -30,16 +30,16 @@ def _error_line(capsys) -> str:
 
 
 @pytest.mark.parametrize("argv, line", [
-    (["rl", "--data_path", "/missing.csv"], "p2bot rl: error: --data_path: /missing.csv: no such file"),
+    (["rl", "--data", "/missing.csv"], "p2bot rl: error: --data: /missing.csv: no such file"),
     (["rl", "--receiver_name_or_path", "/no/receiver"],
      "p2bot rl: error: --receiver_name_or_path: /no/receiver: no such model directory"),
     (["eval", "--model", "/missing"], "p2bot eval: error: --model: /missing: no such model directory"),
     (["eval", "--model", "/missing", "--selfplay", "true"], "p2bot eval: error: --model: /missing: no such model directory"),
     (["sft", "--data", "/missing/train.jsonl"], "p2bot sft: error: --data: /missing/train.jsonl: no such file"),
-    (["receiver", "--train_data", "/missing.txt"], "p2bot receiver: error: --train_data: /missing.txt: no such file"),
+    (["receiver", "--data", "/missing.txt"], "p2bot receiver: error: --data: /missing.txt: no such file"),
     (["receiver", "--model_name_or_path", "./no-encoder"],
      "p2bot receiver: error: --model_name_or_path: ./no-encoder: no such model directory"),
-    (["chat", "--model_name_or_path", "/missing"], "p2bot chat: error: --model_name_or_path: /missing: no such model directory"),
+    (["chat", "--model", "/missing"], "p2bot chat: error: --model: /missing: no such model directory"),
 ])
 def test_missing_file_or_model_is_one_line_naming_the_option(argv, line, tmp_path, capsys):
     assert main([*argv, "--output_dir", str(tmp_path / "out")] if argv[0] != "chat" else argv) == 1
@@ -64,8 +64,8 @@ def test_model_that_cannot_be_loaded_names_it(tmp_path, capsys):
 
 def test_debug_shows_the_traceback(monkeypatch, tmp_path):
     monkeypatch.setenv("P2BOT_DEBUG", "1")
-    with pytest.raises(CliError, match="--data_path: /missing.csv: no such file"):
-        main(["rl", "--data_path", "/missing.csv", "--output_dir", str(tmp_path)])
+    with pytest.raises(CliError, match="--data: /missing.csv: no such file"):
+        main(["rl", "--data", "/missing.csv", "--output_dir", str(tmp_path)])
 
 
 @pytest.mark.parametrize("command, data_flag", [("eval", "--data"), ("sft", "--data")])
@@ -88,7 +88,7 @@ def test_rl_receiver_and_chat_readers_print_the_same_account(tmp_path, capsys):
     path = _messy_csv(tmp_path)
     assert len(load_dialogues(str(path), None)) == 2
     assert f"{tmp_path}/{READ_LINE}" in capsys.readouterr().err
-    train, held_out = split_dialogues(ReceiverDataConfig(train_data=str(path), eval_data=str(path)))
+    train, held_out = split_dialogues(ReceiverDataConfig(data=str(path), eval_data=str(path)))
     assert len(train) == len(held_out) == 2
     assert capsys.readouterr().err.count(READ_LINE) == 2
     fill_personas(ChatConfig())

@@ -96,7 +96,7 @@ def rl_argv(policy: Path, out: Path) -> list[str]:
 
 
 def receiver_argv(encoder: Path, data: Path, out: Path) -> list[str]:
-    return ["receiver", "--train_data", str(data), "--eval_fraction", "0.25", "--num_eval_negatives", "3",
+    return ["receiver", "--data", str(data), "--eval_fraction", "0.25", "--num_eval_negatives", "3",
             "--model_name_or_path", str(encoder), "--output_dir", str(out), "--per_device_train_batch_size", "4",
             "--max_steps", "5", "--save_steps", "1", "--logging_steps", "1", "--eval_steps", "2", "--use_cpu", "true",
             "--skip_baselines", "true", "--resume", "true"]

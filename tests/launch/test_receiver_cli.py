@@ -32,7 +32,7 @@ def dialogue_file(tmp_path_factory):
 
 def test_receiver_cli_end_to_end_and_resume(tiny_model_dir, dialogue_file, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["receiver", "--train_data", str(dialogue_file), "--eval_fraction", "0.4", "--num_eval_negatives", "5",
+    args = ["receiver", "--data", str(dialogue_file), "--eval_fraction", "0.4", "--num_eval_negatives", "5",
             "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out),
             "--per_device_train_batch_size", "4", "--save_steps", "1", "--use_cpu", "true"]
     assert main([*args, "--max_steps", "2"]) == 0
@@ -61,7 +61,7 @@ def test_receiver_cli_end_to_end_and_resume(tiny_model_dir, dialogue_file, tmp_p
 def test_receiver_cli_reports_too_few_dialogues_for_the_negatives(tiny_model_dir, dialogue_file, tmp_path, capsys):
     # 20 dialogues hold 40 personas: a row's own two excluded, 45 distractors cannot be found even with the
     # training dialogues' personas added to the small validation set's pool
-    args = ["receiver", "--train_data", str(dialogue_file), "--num_eval_negatives", "45", "--model_name_or_path",
+    args = ["receiver", "--data", str(dialogue_file), "--num_eval_negatives", "45", "--model_name_or_path",
             str(tiny_model_dir), "--output_dir", str(tmp_path / "run"), "--max_steps", "1"]
     assert main(args) == 1
     assert "num_eval_negatives=45" in capsys.readouterr().err
@@ -70,11 +70,11 @@ def test_receiver_cli_reports_too_few_dialogues_for_the_negatives(tiny_model_dir
 def test_holdout_first_keeps_the_first_dialogues_for_validation(dialogue_file):
     from launch.commands.receiver import ReceiverDataConfig, split_dialogues
 
-    train, held = split_dialogues(ReceiverDataConfig(train_data=str(dialogue_file), holdout_first=5))
+    train, held = split_dialogues(ReceiverDataConfig(data=str(dialogue_file), holdout_first=5))
     assert [d.dialogue_id for d in held] == [f"cli:{i}" for i in range(5)]
     assert [d.dialogue_id for d in train] == [f"cli:{i}" for i in range(5, 20)]
     with pytest.raises(ValueError, match="holdout_first=20 leaves no training dialogue"):
-        split_dialogues(ReceiverDataConfig(train_data=str(dialogue_file), holdout_first=20))
+        split_dialogues(ReceiverDataConfig(data=str(dialogue_file), holdout_first=20))
 
 
 @pytest.mark.distributed
@@ -90,7 +90,7 @@ def test_receiver_trains_under_two_ddp_processes(tiny_model_dir, dialogue_file, 
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(repo / "launch" / "configs" / "accelerate" / "cpu_ddp.yaml"), "-m", "launch.cli", "receiver",
-           "--train_data", str(dialogue_file), "--eval_fraction", "0.4", "--num_eval_negatives", "5",
+           "--data", str(dialogue_file), "--eval_fraction", "0.4", "--num_eval_negatives", "5",
            "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--max_steps", "3",
            "--per_device_train_batch_size", "4", "--save_steps", "0", "--skip_baselines", "true"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

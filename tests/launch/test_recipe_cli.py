@@ -69,9 +69,10 @@ def test_recipe_runs_every_stage_on_the_held_out_split_and_resumes(tiny_receiver
 
 
 def test_recipe_refuses_to_move_the_split_or_wiring(tmp_path, capsys):
-    recipe = {"heldout_dialogues": 10, "rl": {"data_path": "other.csv"}}
-    with pytest.raises(RecipeError, match="data_path"):
-        stage_configs(recipe, tmp_path)
+    for data_key in ("data", "data_path"):  # rl's old name for --data is the same option
+        with pytest.raises(RecipeError, match=r"\['data'\] are set by the recipe"):
+            stage_configs({"heldout_dialogues": 10, "rl": {data_key: "other.csv"}}, tmp_path)
+    assert "p2bot rl: config key data_path is deprecated, use data" in capsys.readouterr().err
     plain = stage_configs({"heldout_dialogues": 10, "rl": {"max_steps": 7}}, tmp_path)
     assert "select" not in plain and plain["eval"]["model"] == str(tmp_path / "rl" / "checkpoint-7" / "policy")
     for select in ({"skip_pairs": 3, "pairs": 4}, {"pairs": 0}):  # overlaps eval's pairs 0..4; all pairs
