@@ -25,7 +25,7 @@ SPC_VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthetic
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="p2bot bench receiver", description=__doc__)
     p.add_argument("--data", default=None, help="dialogue file (default: shared SPC validation CSV if present, else the sample set)")
-    p.add_argument("--model_name_or_path", default="embedded", help="receiver encoder or a saved Receiver")
+    p.add_argument("--model", "--model_name_or_path", dest="model_name_or_path", default="embedded", help="receiver encoder or a saved Receiver")
     p.add_argument("--num_utterances", type=int, default=1000, help="utterances to score")
     p.add_argument("--batch_size", type=int, default=64, help="sentences per encoder call")
     p.add_argument("--seed_style_utterances", type=int, default=100, help="subset for the seed-style loop (0 = skip)")

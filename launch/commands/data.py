@@ -13,7 +13,7 @@ from launch.errors import read_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="p2bot data", description=__doc__)
+    p = argparse.ArgumentParser(prog="p2bot data", description=__doc__, allow_abbrev=False)
     p.add_argument("action", choices=("validate", "convert", "stats"))
     p.add_argument("path", help="ParlAI .txt, Synthetic-Persona-Chat .csv, our .jsonl/.json, or a datasets folder / hub id "
                                 "(owner/name or owner/name@revision)")
