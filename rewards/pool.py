@@ -50,6 +50,7 @@ class ScorerPool:
         self.load_context = load_context or contextlib.nullcontext
         self._lm_scorer = self._nup_scorer = None
         self._owned: list = []  # models this pool loaded (setup moves only these)
+        self._used: set[str] = set()  # the roles rewards have scored with (``reward_models``)
 
     @staticmethod
     def _freeze(model) -> None:
@@ -78,6 +79,7 @@ class ScorerPool:
         return self._formatter
 
     def receiver(self):
+        self._used.add("receiver")
         if self._receiver is None:
             from models.networks.receiver import Receiver
 
@@ -88,6 +90,7 @@ class ScorerPool:
         return self._receiver
 
     def lm_scorer(self):
+        self._used.add("lm")
         if self._lm_scorer is None:
             from models.scoring.scorers import LMScorer
 
@@ -96,11 +99,20 @@ class ScorerPool:
         return self._lm_scorer
 
     def nup_scorer(self):
+        self._used.add("lm")
         if self._nup_scorer is None:
             from models.scoring.scorers import NUPScorer
 
             self._nup_scorer = NUPScorer(self.transmitter(), disable_adapter=self.disable_adapter)
         return self._nup_scorer
+
+    def reward_models(self) -> dict[str, dict[str, str]]:
+        """The models rewards have scored with so far, by role: ``receiver`` (persona, repetition) and ``lm`` (the
+        frozen transmitter: fluency, coherence), each as ``models.loading.pretrained.model_identity``."""
+        from models.loading.pretrained import model_identity
+
+        sources = {"receiver": (self.receiver_path, "receiver"), "lm": (self.policy_path, "policy")}
+        return {role: model_identity(*sources[role]) for role in sorted(self._used)}
 
     def setup(self, accelerator) -> None:
         """Put the models this pool loaded itself on ``accelerator.device`` (handed-in ones are left alone)."""

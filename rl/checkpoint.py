@@ -4,7 +4,8 @@ Layout of ``<output_dir>/checkpoint-<step>/``:
     state/                 ``accelerator.save_state``: model weights (safetensors; DeepSpeed: its own shards) and
                            optimizer (``optimizer.bin``, read back with ``weights_only=True``); ``scheduler.json`` and
                            ``rng_state_<rank>.safetensors`` (python/numpy/torch RNG of every process), no pickle
-    policy/                ``Transmitter.save_pretrained`` (safetensors; LoRA adapters with PEFT; ZeRO-3: gathered)
+    policy/                ``Transmitter.save_pretrained`` (safetensors; LoRA adapters with PEFT; ZeRO-3: gathered);
+                           its meta records the reward models it trained against (``record_reward_models``)
     critic/                the separate value model, when there is one (its weights are also in state/)
     lagged_partner.safetensors   the lagged partner's synced weights (``partner: lagged``)
     trainer_state.json     step, KL-controller state, log offsets, anything the caller adds
@@ -28,6 +29,18 @@ PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
 
 
+def record_reward_models(policy, reward_fn) -> None:
+    """Add the models ``reward_fn``'s ``ScorerPool`` scored with (``ScorerPool.reward_models``) to the reward models
+    ``policy`` records, which its ``save_pretrained`` writes; a model an earlier RL run recorded stays listed."""
+    pool = getattr(reward_fn, "pool", None)
+    used = pool.reward_models() if pool is not None else {}
+    record = {role: list(models) for role, models in policy.reward_models.items()}
+    for role, identity in used.items():
+        if identity not in record.setdefault(role, []):
+            record[role].append(identity)
+    policy.reward_models = record
+
+
 def save_checkpoint(trainer: PPOTrainer, output_dir: str | os.PathLike, extra: dict | None = None,
                     save_total_limit: int = 0, prune_keeps_policy: bool = False) -> Path:
     """Write ``checkpoint-<global_step>`` atomically (collective: every process must call it); returns its path.
@@ -47,6 +60,7 @@ def save_checkpoint(trainer: PPOTrainer, output_dir: str | os.PathLike, extra: d
     save_rng_state(tmp / "state", acc.process_index)
     with trainer.generation_model() as policy:  # under ZeRO-3 this gathers the full weights on every process
         if acc.is_main_process:
+            record_reward_models(policy, trainer.reward_fn)
             policy.save_pretrained(tmp / "policy", atomic=False)
             if hasattr(policy, "save_critic"):  # a separate value model: loadable on its own as well
                 policy.save_critic(tmp / "critic", atomic=False)

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -17,9 +18,9 @@ from tqdm.auto import tqdm
 from data_prep import DataFormatError, build_selfplay_pairs, resolve_data_path
 from data_prep.files.atomic import write_text_atomic
 from launch.errors import read_data
-from models.loading.pretrained import resolve_device, resolve_dtype
+from models.loading.pretrained import model_identity, resolve_device, resolve_dtype, same_model
 from models.networks.receiver import Receiver
-from models.networks.transmitter import Transmitter
+from models.networks.transmitter import Transmitter, saved_reward_models
 from models.prompting.prompt import PromptFormatter
 from models.scoring.judges import LMJudge, NLIJudge, PersonaJudge
 from models.scoring.scorers import LMScorer
@@ -84,6 +85,32 @@ def build_judges(cfg, device: str, data_dialogues=None) -> tuple[Judges, list[st
         seen = frozenset(persona_key(p) for d in trained for p in (d.persona_a, d.persona_b) if p)
     settings = JudgeSettings(num_candidates=cfg.num_persona_candidates, seen_personas=seen)
     return Judges(PersonaJudge(encoder, cfg.judge_aggregate), lm, receiver, nli, settings), skipped
+
+
+# the judges a reward model may also be: (option, config field, the reward role it is compared with, model kind)
+JUDGE_OPTIONS = (("--judge_encoder", "judge_encoder", "receiver", "receiver"), ("--judge_lm", "judge_lm", "lm", "policy"),
+                 ("--receiver", "receiver", "receiver", "receiver"))
+ROLE_NAMES = {"receiver": "the Receiver its persona rewards scored with", "lm": "the LM its fluency/coherence rewards scored with"}
+
+
+def judge_warnings(cfg, names: list[str]) -> list[str]:
+    """One line per judge that is a reward model an evaluated model was RL-trained against (its saved
+    ``reward_models``: same name or same resolved path). ``--receiver`` is that by design: reported apart."""
+    warnings = []
+    for name in names:
+        trained_against = _load("model", name, partial(saved_reward_models, name))
+        for flag, field_name, role, kind in JUDGE_OPTIONS:
+            value = getattr(cfg, field_name)
+            if not value or value.lower() == "none" or not trained_against.get(role):
+                continue
+            judge_id = _load(flag, value, partial(model_identity, value, kind))
+            match = next((m for m in trained_against[role] if same_model(judge_id, m)), None)
+            if match is None:
+                continue
+            what = f"{flag} {value!r} is {ROLE_NAMES[role]} when RL trained {label(name)} ({match['name']})"
+            warnings.append(f"{what}: reported apart: RL optimised it" if flag == "--receiver" else
+                            f"{what}: not an independent judge; pass {flag} a model RL did not optimise")
+    return warnings
 
 
 def evaluate_model(name: str, cfg, pairs, pool, judges: Judges, partner, device: str, display: str) -> ModelEval:
@@ -165,6 +192,9 @@ def run_selfplay_eval(cfg) -> int:
         names = [cfg.model] + ([cfg.compare] if cfg.compare else [])
         print(f"p2bot eval --selfplay: {len(pairs)} held-out pairs x {cfg.dialogues_per_pair} dialogues x {cfg.exchanges} "
               f"exchanges, models {', '.join(names)}, device {device}", file=sys.stderr)
+        warnings = judge_warnings(cfg, names)
+        for line in warnings:
+            print(f"p2bot eval: warning: {line}", file=sys.stderr)
         displays = [label(n) for n in names]
         if len(displays) == 2 and displays[0] == displays[1]:
             displays = [f"{displays[0]} (model)", f"{displays[1]} (compare)"]
@@ -187,13 +217,15 @@ def run_selfplay_eval(cfg) -> int:
                                       unseen_speakers={ev.name: unseen_speakers(ev) for ev in evals}),
                    summaries=summaries, corpus_distinct={ev.name: corpus_distinct(ev) for ev in evals},
                    seconds={ev.name: ev.seconds for ev in evals},
-                   fingerprints={n: weights_fingerprint(n) for n in names}, compare_transcripts=cfg.compare_transcripts)
+                   fingerprints={n: weights_fingerprint(n) for n in names}, compare_transcripts=cfg.compare_transcripts,
+                   warnings=warnings)
     if len(evals) == 2:
         payload["comparison"] = compare(evals[0], evals[1], cfg.bootstrap_samples, cfg.seed)
         tables.insert(0, f"### {evals[0].name} vs {evals[1].name} (paired over {len(pairs)} pairs)\n\n"
                       + comparison_table(evals[0].name, evals[1].name, payload["comparison"]))
     out.mkdir(parents=True, exist_ok=True)
-    table = "\n\n".join(tables) + "\n" + "".join(f"\nSkipped: {s}" for s in skipped) + "\n"
+    table = ("\n\n".join(tables) + "\n" + "".join(f"\nSkipped: {s}" for s in skipped)
+             + "".join(f"\nWarning: {w}" for w in warnings) + "\n")
     if cfg.seen_personas_from:
         counts = unseen_speakers(evals[0])
         table += (f"\nPersonas not in {cfg.seen_personas_from} (after its first {cfg.seen_personas_skip} dialogues): "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from models.loading.embedded import embedded_policy_path, embedded_receiver_path
@@ -36,6 +37,18 @@ def resolve_model_path(name_or_path: str | Path = EMBEDDED, kind: str = "policy"
     return name
 
 
+def model_identity(name_or_path: str | Path, kind: str = "policy") -> dict[str, str]:
+    """``{"name", "path"}``: a model argument as given and where it resolves (a local directory's real path, else the
+    hub id). What a training record stores of a model, and what a judge is compared with (``same_model``)."""
+    path = resolve_model_path(name_or_path, kind)
+    return {"name": str(name_or_path), "path": os.path.realpath(path) if os.path.isdir(path) else path}
+
+
+def same_model(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Two ``model_identity`` records of one kind name the same model: the same name or the same resolved path."""
+    return a["name"] == b["name"] or a["path"] == b["path"]
+
+
 def resolve_device(device: str | None = "auto") -> str:
     """``"auto"`` (or None) → ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else unchanged."""
     if device in (None, "", "auto"):
@@ -65,8 +78,6 @@ def with_cpu_processes(kwargs: dict) -> dict:
     accelerate only forms a gloo DDP group (``MULTI_CPU``) when told ``cpu=True``; without it every process of
     a torchrun launch believes it is alone and trains on its own. DeepSpeed must not get ``cpu=True`` (that drops
     DeepSpeed): it gets the gloo backend named instead. Unchanged with CUDA or a single process."""
-    import os
-
     import torch
 
     kwargs = dict(kwargs)

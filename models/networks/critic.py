@@ -59,6 +59,14 @@ class PolicyWithCritic(nn.Module):
         return self.policy.card
 
     @property
+    def reward_models(self) -> dict:
+        return self.policy.reward_models
+
+    @reward_models.setter
+    def reward_models(self, value: dict) -> None:
+        self.policy.reward_models = value
+
+    @property
     def is_peft(self) -> bool:
         return self.policy.is_peft
 

@@ -2,7 +2,8 @@
 
 Saved layout (``save_pretrained``): the LM as a normal HF checkpoint (``model.safetensors``) or, with LoRA,
 as a PEFT adapter (``adapter_model.safetensors``); the tokenizer; ``p2bot_heads.safetensors`` (``nup_head.*``,
-``value_head.*``); ``p2bot_transmitter.json`` (format version, base model, flags); a model card (``README.md``).
+``value_head.*``); ``p2bot_transmitter.json`` (format version, base model, flags, ``reward_models``: the frozen models
+the rewards of each RL run that trained it scored with); a model card (``README.md``).
 ``push_to_hub`` uploads that folder; ``from_pretrained("user/repo")`` fetches it whole, heads included.
 """
 
@@ -87,6 +88,12 @@ def _load_lm(path, **kw):
     return lm
 
 
+def saved_reward_models(name_or_path: str | os.PathLike, revision: str | None = None) -> dict[str, list[dict[str, str]]]:
+    """The ``reward_models`` a saved Transmitter records (empty for a plain checkpoint or one RL never trained)."""
+    local = Path(local_snapshot(resolve_model_path(name_or_path, kind="policy"), META_FILE, revision))
+    return json.loads((local / META_FILE).read_text()).get("reward_models", {}) if (local / META_FILE).is_file() else {}
+
+
 class Transmitter(PushToHubMixin, nn.Module):
     """A causal LM (``.lm``, a ``PreTrainedModel`` or ``PeftModel``) with scalar heads on its last hidden state.
 
@@ -111,6 +118,8 @@ class Transmitter(PushToHubMixin, nn.Module):
         self.value_head = _make_head(hidden, std=0.0) if with_value_head else None
         self.base_name = base_name
         self.card = CardInfo(base_model=base_name)
+        # role ("receiver", "lm") → the models RL rewards scored with, as {"name", "path"} (loading.model_identity)
+        self.reward_models: dict[str, list[dict[str, str]]] = {}
 
     # --- construction / persistence ---
 
@@ -166,6 +175,7 @@ class Transmitter(PushToHubMixin, nn.Module):
         model = cls(lm, tokenizer, with_value_head=with_value_head or bool(meta.get("with_value_head")),
                     base_name=base_name)
         model.card.base_model = meta.get("base_model") or base_name  # the model p2bot training first started from
+        model.reward_models = meta.get("reward_models", {})
         if (local / HEADS_FILE).is_file():
             loaded = model.load_heads(local / HEADS_FILE)
             if meta.get("with_value_head") and "value_head" not in loaded:
@@ -219,7 +229,8 @@ class Transmitter(PushToHubMixin, nn.Module):
         self.tokenizer.save_pretrained(directory)
         save_file(self.heads_state_dict(), str(directory / HEADS_FILE))
         meta = dict(format_version=FORMAT_VERSION, base=self.base_name if self.is_peft else "",
-                    base_model=self.card.base_model, peft=self.is_peft, with_value_head=self.value_head is not None)
+                    base_model=self.card.base_model, peft=self.is_peft, with_value_head=self.value_head is not None,
+                    reward_models=self.reward_models)
         (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         heads = "a next-utterance-prediction head" + (" and a value head" if self.value_head is not None else "")
         lm = "LoRA adapters over the base model" if self.is_peft else "a causal LM"

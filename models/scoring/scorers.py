@@ -49,12 +49,19 @@ class LMScorer:
         self.model = getattr(model, "lm", model)
         self.tokenizer = tokenizer
         self.disable_adapter, self.batch_size = disable_adapter, batch_size
-        params = _forward_parameters(self.model)
-        if "position_ids" not in params:
-            raise ValueError(f"{type(self.model).__name__}.forward takes no position_ids: LMScorer left-pads batches "
-                             "and needs them to score padded rows correctly")
-        # the LM head only where a scored token is predicted, when the model can slice its logits
-        self.keeps_logits = "logits_to_keep" in params
+        self._keeps_logits: bool | None = None
+
+    @property
+    def keeps_logits(self) -> bool:
+        """Whether the model's forward takes ``logits_to_keep`` (read from its signature once, before the first call):
+        then the LM head runs only where a scored token is predicted, else on every position."""
+        if self._keeps_logits is None:
+            params = _forward_parameters(self.model)
+            if "position_ids" not in params:
+                raise ValueError(f"{type(self.model).__name__}.forward takes no position_ids: LMScorer left-pads "
+                                 "batches and needs them to score padded rows correctly")
+            self._keeps_logits = "logits_to_keep" in params
+        return self._keeps_logits
 
     @property
     def start_ids(self) -> list[int]:

@@ -87,4 +87,4 @@ def test_a_model_without_position_ids_is_refused_by_name():
 
     tok = smollm2_tokenizer()
     with pytest.raises(ValueError, match="NoPositions.forward takes no position_ids"):
-        LMScorer(NoPositions(tiny_lm(tok)), tok)
+        LMScorer(NoPositions(tiny_lm(tok)), tok).span_logprobs(SEQS, SPANS)
