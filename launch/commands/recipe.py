@@ -1,15 +1,13 @@
-"""``p2bot recipe``: a whole experiment from one YAML: SFT → Receiver → RL (→ average | → select) → self-play
-evaluation of RL vs SFT.
+"""``p2bot recipe``: a whole experiment from one YAML: SFT → Receiver → RL (→ average) → self-play evaluation of
+RL vs SFT.
 
 The recipe file names the data and how many of its first dialogues are held out, plus one mapping of options per
-stage (``sft``, ``receiver``, ``rl``, ``select``, ``eval``: the options of that ``p2bot`` command). The recipe wires
-the stages together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the
-evaluation uses only their persona pairs. With a ``select`` mapping, ``p2bot select`` picks the RL checkpoint that
-the evaluation reports, on held-out pairs that follow the evaluation's (disjoint from them; enforced); without
-one, the evaluation takes RL's last checkpoint. With ``rl_seeds: [0, 1, ...]`` RL runs once per seed (into
-``rl/seed-<S>``; side by side with ``--parallel``) and ``p2bot average`` averages the runs' last policies into
-``average/model``, which the evaluation takes (``rl_seeds`` and ``select`` exclude each other). The evaluation also reports perceivability over the speakers whose
-persona the training split does not contain. A stage whose output is complete is skipped, so an interrupted recipe
+stage (``sft``, ``receiver``, ``rl``, ``eval``: the options of that ``p2bot`` command). The recipe wires the stages
+together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the evaluation uses
+only their persona pairs. The evaluation takes RL's last checkpoint. With ``rl_seeds: [0, 1, ...]`` RL runs once
+per seed (into ``rl/seed-<S>``; side by side with ``--parallel``) and ``p2bot average`` averages the runs' last
+policies into ``average/model``, which the evaluation takes. The evaluation also reports perceivability over the
+speakers whose persona the training split does not contain. A stage whose output is complete is skipped, so an interrupted recipe
 continues where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. ``--parallel`` runs SFT and
 the Receiver (independent of each other) side by side as two processes, each with half the CPU threads, their output
 in ``<output_dir>/sft.log`` and ``receiver.log``. Writes ``<output_dir>/<stage>.yaml`` (each stage's config), the
@@ -31,11 +29,10 @@ import yaml
 
 from launch.config_io import canonical_keys
 
-STAGES = ("sft", "receiver", "rl", "average", "select", "eval")
-MAPPINGS = ("sft", "receiver", "rl", "select", "eval")  # the stages a recipe gives options to
+STAGES = ("sft", "receiver", "rl", "average", "eval")
+MAPPINGS = ("sft", "receiver", "rl", "eval")  # the stages a recipe gives options to
 TOP_KEYS = {"output_dir", "data", "heldout_dialogues", "seed", "rl_seeds", *MAPPINGS}
-OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"},
-               "select": {"skip_pairs"}, "eval": {"seed"}}
+OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"}, "eval": {"seed"}}
 
 
 class RecipeError(ValueError):
@@ -50,6 +47,10 @@ def load_recipe(path: str | os.PathLike) -> dict:
         raise RecipeError(f"{path}: cannot read the recipe: {err}") from err
     if not isinstance(recipe, dict):
         raise RecipeError(f"{path}: a recipe is a mapping, got {type(recipe).__name__}")
+    if "select" in recipe:
+        raise RecipeError(f"{path}: field 'select': a recipe has no checkpoint-selection stage (the evaluation takes "
+                          "RL's last checkpoint, or the average of rl_seeds); remove it, and run p2bot select on the "
+                          "RL run's checkpoints on its own")
     unknown = set(recipe) - TOP_KEYS
     if unknown:
         raise RecipeError(f"{path}: unknown keys {sorted(unknown)} (expected {sorted(TOP_KEYS)})")
@@ -64,9 +65,6 @@ def load_recipe(path: str | os.PathLike) -> dict:
                 or len(set(seeds)) != len(seeds)):
             raise RecipeError(f"{path}: field 'rl_seeds': expected a list of two or more distinct integer seeds, "
                               f"got {seeds!r}")
-        if recipe.get("select") is not None:
-            raise RecipeError(f"{path}: fields 'rl_seeds' and 'select' exclude each other: the evaluation takes the "
-                              "average of the runs' last policies, there is no checkpoint to select")
         if "seed" in (recipe.get("rl") or {}):
             raise RecipeError(f"{path}: field 'rl': 'seed' is set by 'rl_seeds'")
     return recipe
@@ -79,13 +77,13 @@ def rl_seeds(recipe: dict) -> list[int] | None:
 
 def stage_names(recipe: dict) -> list[str]:
     """The stages of this recipe in order: ``rl`` is one ``rl-seed<S>`` per RL seed and ``average`` follows them
-    when there are ``rl_seeds``; ``select`` only with its mapping."""
+    when there are ``rl_seeds``."""
     seeds = rl_seeds(recipe)
     names = []
     for stage in STAGES:
         if stage == "rl" and seeds:
             names += [f"rl-seed{s}" for s in seeds]
-        elif not (stage == "average" and not seeds) and not (stage == "select" and recipe.get("select") is None):
+        elif not (stage == "average" and not seeds):
             names.append(stage)
     return names
 
@@ -119,33 +117,14 @@ def _rl_steps(recipe: dict) -> int:
     return int((recipe.get("rl") or {}).get("max_steps", 30))
 
 
-def _selected_policy(select_dir: Path) -> str | None:
-    """The policy ``p2bot select`` chose (None before it ran)."""
-    path = select_dir / "selection.json"
-    return json.loads(path.read_text()).get("chosen_path") if path.is_file() else None
-
-
-def _check_disjoint(select: dict, evaluation: dict) -> None:
-    """The selection's validation pairs and the evaluation's pairs do not overlap (both slice the same shuffled list)."""
-    first, count = int(select["skip_pairs"]), int(select.get("pairs", 32))
-    eval_first, eval_count = int(evaluation.get("skip_pairs", 0)), int(evaluation.get("pairs", 32))
-    if count == 0 or eval_count == 0 or (first < eval_first + eval_count and eval_first < first + count):
-        raise RecipeError(f"field 'select': its pairs [{first}, {first + count if count else 'end'}) overlap the "
-                          f"evaluation's [{eval_first}, {eval_first + eval_count if eval_count else 'end'}): choosing a "
-                          "checkpoint on the pairs it is reported on makes the report a selection")
-
-
 def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
-    """Each stage's options: the recipe's, with the wiring and the hold-out split enforced on top (``select`` only
-    when the recipe has that mapping)."""
+    """Each stage's options: the recipe's, with the wiring and the hold-out split enforced on top."""
     data, held = recipe.get("data", ""), int(recipe["heldout_dialogues"])
     seed = recipe.get("seed", 0)
     seeds = rl_seeds(recipe)
     rl_stages = [s for s in stage_names(recipe) if command_of(s) == "rl"]
     finals = [str(rl_last_policy(out, s, recipe)) for s in rl_stages]
     last = str(out / "average" / "model") if seeds else finals[0]
-    evaluation = recipe.get("eval") or {}
-    selecting = recipe.get("select") is not None
     fixed = {
         "sft": dict(model="embedded", data=data, skip_dialogues=held, output_dir=str(out / "sft"),
                     with_value_head=True, seed=seed),
@@ -157,11 +136,7 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
                        resume_from_checkpoint="latest" if _final_policy(rl_dir(out, stage)) else None)
            for stage in rl_stages},
         "average": dict(models=",".join(finals), output_dir=str(out / "average")),
-        "select": dict(candidates=str(out / "rl"), compare=str(out / "sft" / "model"),
-                       receiver=str(out / "receiver" / "model"), data=data, skip_dialogues=0, max_dialogues=held,
-                       output_dir=str(out / "select"), seed=evaluation.get("seed", seed),  # the same pair shuffle
-                       skip_pairs=int(evaluation.get("skip_pairs", 0)) + int(evaluation.get("pairs", 32))),
-        "eval": dict(selfplay=True, model=(selecting and _selected_policy(out / "select")) or last,
+        "eval": dict(selfplay=True, model=last,
                      compare=str(out / "sft" / "model"), receiver=str(out / "receiver" / "model"), data=data,
                      skip_dialogues=0, max_dialogues=held, output_dir=str(out / "eval"), seed=seed,
                      seen_personas_from=data or "sample", seen_personas_skip=held),
@@ -174,8 +149,6 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
         if clash:
             raise RecipeError(f"field '{command}': {sorted(clash)} are set by the recipe (data split and stage wiring)")
         configs[stage] = {**fixed[stage], **given}
-    if selecting:
-        _check_disjoint(configs["select"], configs["eval"])
     return configs
 
 
@@ -189,8 +162,6 @@ def done(stage: str, out: Path, recipe: dict) -> bool:
         return (rl_last_policy(out, stage, recipe) / "p2bot_transmitter.json").is_file()
     if stage == "average":
         return (out / "average" / "model" / "p2bot_transmitter.json").is_file()
-    if stage == "select":
-        return (out / "select" / "selection.json").is_file()
     return (out / "eval" / "selfplay_results.json").is_file()
 
 
@@ -256,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the recipe YAML (e.g. launch/configs/experiments/p2_spc.yaml)")
     parser.add_argument("--output_dir", help="overrides the recipe's output_dir")
     parser.add_argument("--stages", default=",".join(STAGES),
-                        help="comma-separated subset of sft,receiver,rl,average,select,eval (rl: every RL seed)")
+                        help="comma-separated subset of sft,receiver,rl,average,eval (rl: every RL seed)")
     parser.add_argument("--force", action="store_true", help="rerun stages whose output is already complete")
     parser.add_argument("--parallel", action="store_true",
                         help="run SFT and the Receiver side by side (two processes, half the CPU threads each), "
@@ -287,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         for stage in stages:
             if stage in side_by_side_done:
                 continue
-            configs = stage_configs(recipe, out)  # after each stage: RL's resume point, the selection may have appeared
+            configs = stage_configs(recipe, out)  # after each stage: RL's resume point may have appeared
             if done(stage, out, recipe) and not args.force:
                 print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
                 continue
@@ -319,11 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     table = out / "eval" / "selfplay_table.md"
     if table.is_file():
         total = sum(wall.values())
-        selection = out / "select" / "selection.md"
-        chosen = (f"## Checkpoint chosen on the validation pairs (p2bot select)\n\n{selection.read_text()}\n"
-                  if selection.is_file() else "")
         report = (f"# {Path(args.config).name}\n\nStage times (s): {timings}; wall clock (s): {wall} "
-                  f"(total {total / 60:.1f} min)\n\n{chosen}## Evaluation (p2bot eval --selfplay)\n\n"
+                  f"(total {total / 60:.1f} min)\n\n## Evaluation (p2bot eval --selfplay)\n\n"
                   + table.read_text())
         (out / "report.md").write_text(report)
         print(f"\n=== [recipe] report: {out / 'report.md'}")

@@ -1,5 +1,4 @@
-"""``p2bot recipe`` end to end on tiny models: every stage, the enforced hold-out split, checkpoint selection on
-pairs disjoint from the evaluation's, resume, bad recipes."""
+"""``p2bot recipe`` end to end on tiny models: every stage, the enforced hold-out split, resume, bad recipes."""
 
 import json
 import sys
@@ -38,34 +37,27 @@ def test_recipe_runs_every_stage_on_the_held_out_split_and_resumes(tiny_receiver
     out = tmp_path / "run"
     recipe = tiny_recipe(policy, tiny_receiver_dir, out)
     recipe["rl"].update(max_steps=2, save_steps=1, save_total_limit=0)
-    recipe["select"] = {k: recipe["eval"][k] for k in ("pairs", "dialogues_per_pair", "exchanges", "max_new_tokens",
-                                                        "bootstrap_samples", "judge_encoder", "judge_lm",
-                                                        "max_history_tokens", "num_persona_candidates")}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     assert main(["recipe", "--config", str(path)]) == 0
-    stages = {s: yaml.safe_load((out / f"{s}.yaml").read_text()) for s in ("sft", "receiver", "rl", "select", "eval")}
+    stages = {s: yaml.safe_load((out / f"{s}.yaml").read_text()) for s in ("sft", "receiver", "rl", "eval")}
     assert stages["sft"]["skip_dialogues"] == 4 and stages["rl"]["skip_dialogues"] == 4
     assert stages["receiver"]["holdout_first"] == 4
     assert stages["eval"]["max_dialogues"] == 4 and stages["eval"]["skip_dialogues"] == 0
     assert stages["rl"]["model_name_or_path"] == str(out / "sft" / "model")
-    # selection: both checkpoints, on the held-out pairs after the evaluation's (pairs 2..3 of 4; eval has 0..1)
-    assert stages["select"]["max_dialogues"] == 4 and stages["select"]["skip_pairs"] == 2
-    selection = json.loads((out / "select" / "selection.json").read_text())
-    assert [c["name"] for c in selection["candidates"]] == ["checkpoint-1", "checkpoint-2"]
-    assert selection["baseline"] == str(out / "sft" / "model") and selection["num_pairs"] == 2
     result = json.loads((out / "eval" / "selfplay_results.json").read_text())
-    assert result["models"] == [selection["chosen_path"], str(out / "sft" / "model")]
+    last = str(out / "rl" / "checkpoint-2" / "policy")  # the evaluation takes RL's last checkpoint
+    assert result["models"] == [last, str(out / "sft" / "model")] and not (out / "select").exists()
     eval_pairs = {d["pair_id"] for d in map(json.loads, (out / "eval" / "selfplay_dialogues.jsonl").open())}
     assert len(eval_pairs) == 2
     assert "perceive_hits1" in result["comparison"] and "receiver_hits1" in result["comparison"]
     assert result["seen_personas"]["source"] == "sample" and result["seen_personas"]["skip_dialogues"] == 4
     report = (out / "report.md").read_text()
-    assert "difference (95% CI)" in report and "p2bot select" in report
-    assert set(json.loads((out / "recipe.json").read_text())["seconds"]) == {"sft", "receiver", "rl", "select", "eval"}
+    assert "difference (95% CI)" in report and "p2bot select" not in report
+    assert set(json.loads((out / "recipe.json").read_text())["seconds"]) == {"sft", "receiver", "rl", "eval"}
     capsys.readouterr()
     assert main(["recipe", "--config", str(path)]) == 0  # everything complete: nothing reruns
-    assert capsys.readouterr().out.count("complete, skipped") == 5
+    assert capsys.readouterr().out.count("complete, skipped") == 4
 
 
 def test_recipe_refuses_to_move_the_split_or_wiring(tmp_path, capsys):
@@ -75,11 +67,6 @@ def test_recipe_refuses_to_move_the_split_or_wiring(tmp_path, capsys):
     assert "p2bot rl: config key data_path is deprecated, use data" in capsys.readouterr().err
     plain = stage_configs({"heldout_dialogues": 10, "rl": {"max_steps": 7}}, tmp_path)
     assert "select" not in plain and plain["eval"]["model"] == str(tmp_path / "rl" / "checkpoint-7" / "policy")
-    for select in ({"skip_pairs": 3, "pairs": 4}, {"pairs": 0}):  # overlaps eval's pairs 0..4; all pairs
-        with pytest.raises(RecipeError, match="overlap the evaluation's"):
-            stage_configs({"heldout_dialogues": 10, "eval": {"pairs": 5}, "select": select}, tmp_path)
-    with pytest.raises(RecipeError, match="seed"):  # the pair shuffle of select is the evaluation's
-        stage_configs({"heldout_dialogues": 10, "select": {"seed": 3}}, tmp_path)
     for bad, message in (({"heldout_dialogues": 0}, "heldout_dialogues"), ({"heldout_dialogues": 5, "typo": 1}, "typo"),
                          ({"heldout_dialogues": 5, "sft": [1]}, "field 'sft'")):
         path = tmp_path / "bad.yaml"
@@ -96,7 +83,6 @@ def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
     from launch.commands.average import AverageConfig
     from launch.commands.eval import EvalConfig
     from launch.commands.receiver import ReceiverDataConfig
-    from launch.commands.select import SelectConfig
     from launch.config_io import parse_configs
     from models.training.receiver_training import ReceiverTrainingConfig
     from models.training.sft import TransmitterSFTConfig
@@ -105,7 +91,7 @@ def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
     recipe = load_recipe(REPO / "launch" / "configs" / "experiments" / "p2_spc.yaml")
     configs = stage_configs(recipe, tmp_path)
     types = {"sft": (TransmitterSFTConfig, TrainingArguments), "rl": (PPOConfig,), "average": (AverageConfig,),
-             "receiver": (ReceiverTrainingConfig, ReceiverDataConfig), "eval": (EvalConfig,), "select": (SelectConfig,)}
+             "receiver": (ReceiverTrainingConfig, ReceiverDataConfig), "eval": (EvalConfig,)}
     assert {"sft", "receiver", "rl", "eval"} <= {command_of(stage) for stage in configs}
     for stage, config in configs.items():
         path = tmp_path / f"{stage}.yaml"
@@ -152,7 +138,7 @@ def test_rl_seeds_wire_one_run_per_seed_an_average_and_its_evaluation(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     ({"rl_seeds": [1]}, "two or more distinct"), ({"rl_seeds": [1, 1]}, "two or more distinct"),
-    ({"rl_seeds": "0,1"}, "two or more distinct"), ({"rl_seeds": [0, 1], "select": {}}, "exclude each other"),
+    ({"rl_seeds": "0,1"}, "two or more distinct"),
     ({"rl_seeds": [0, 1], "rl": {"seed": 4}}, "'seed' is set by 'rl_seeds'"),
 ])
 def test_bad_rl_seeds_are_named(tmp_path, extra, message):
@@ -160,6 +146,20 @@ def test_bad_rl_seeds_are_named(tmp_path, extra, message):
     path.write_text(yaml.safe_dump({"heldout_dialogues": 4, **extra}))
     with pytest.raises(RecipeError, match=message):
         load_recipe(path)
+
+
+@pytest.mark.parametrize("select", [{"pairs": 8}, {}, None])
+def test_a_select_mapping_is_refused_naming_the_file_and_the_field(tmp_path, capsys, select):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"heldout_dialogues": 4, "select": select}))
+    with pytest.raises(RecipeError, match=r"recipe\.yaml: field 'select': a recipe has no checkpoint-selection stage"):
+        load_recipe(path)
+    assert main(["recipe", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "field 'select'" in err and "p2bot select" in err
+    path.write_text(yaml.safe_dump({"heldout_dialogues": 4}))
+    assert main(["recipe", "--config", str(path), "--stages", "select"]) == 1  # no stage of that name either
+    assert "--stages: unknown stages ['select']" in capsys.readouterr().err
 
 
 def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_path, capsys):
