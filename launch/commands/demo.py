@@ -78,6 +78,14 @@ def _eval_argv(model: Path, out: Path, cfg: DemoConfig) -> list[str]:
             "--examples_per_dialogue", str(cfg.eval_examples_per_dialogue), "--device", cfg.device]
 
 
+def receiver_argv(cfg: DemoConfig, rcv_dir: Path) -> list[str]:
+    """``p2bot receiver`` arguments: the first ``heldout_dialogues`` sample dialogues (the pairs the demo's
+    evaluations judge) are held out of training, as in SFT (``--skip_dialogues``) and RL."""
+    return ["--data", "sample", "--holdout_first", str(cfg.heldout_dialogues), "--model_name_or_path", cfg.receiver,
+            "--output_dir", str(rcv_dir), "--max_steps", str(cfg.receiver_steps), "--per_device_train_batch_size", "16",
+            "--learning_rate", "5e-5", "--num_eval_negatives", "19", "--save_steps", "0", "--seed", str(cfg.seed)]
+
+
 def _latest_policy(rl_dir: Path) -> Path:
     checkpoints = sorted(rl_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     if not checkpoints:
@@ -144,11 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max_history_tokens", str(cfg.max_history_tokens), *seed], timings)
     sft_model = sft_dir / "model"
 
-    # --- 2. Receiver ---
-    _stage("receiver", "launch.commands.receiver", [
-        "--train_data", "sample", "--model_name_or_path", cfg.receiver, "--output_dir", str(rcv_dir), "--max_steps", str(cfg.receiver_steps),
-        "--per_device_train_batch_size", "16", "--learning_rate", "5e-5", "--num_eval_negatives", "19",
-        "--save_steps", "0", *seed], timings)
+    # --- 2. Receiver (trained on the dialogues SFT and RL train on; the held-out ones are its validation set) ---
+    _stage("receiver", "launch.commands.receiver", receiver_argv(cfg, rcv_dir), timings)
 
     # --- 3. evaluation before RL ---
     _stage("eval_before_rl", "launch.commands.eval", _eval_argv(sft_model, out / "eval_before_rl", cfg), timings)

@@ -36,6 +36,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tiny_models, tmp_path, caps
     assert "difference (95% CI)" in (report / "selfplay_table.md").read_text()
     assert "reward/persona" in metrics["rl_curves_first_vs_last"] and "reward/fluency" in metrics["rl_curves_first_vs_last"]
     assert set(metrics["receiver"]["results"]) == {"lexical overlap", "untrained encoder", "trained receiver"}
+    assert metrics["receiver"]["eval_dialogues"] == 4  # the held-out dialogues validate the Receiver, never train it
     for png in ("rewards.png", "kl.png", "entropy.png", "losses.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     rows = [json.loads(line) for line in (report / "rl_metrics.jsonl").read_text().splitlines()]
@@ -48,3 +49,26 @@ def test_demo_runs_every_stage_and_writes_the_report(tiny_models, tmp_path, caps
 def test_demo_rejects_bad_sizes(capsys):
     assert main(["demo", "--rl_steps", "0"]) == 2
     assert "rl_steps must be >= 1" in capsys.readouterr().err
+
+
+def test_the_demo_receiver_trains_only_on_the_dialogues_sft_and_rl_train_on(tmp_path):
+    from data_prep import build_receiver_examples, read_dialogues, sample_data_path
+    from launch.commands.demo import DemoConfig, receiver_argv
+    from launch.commands.receiver import ReceiverDataConfig, split_dialogues
+    from launch.config_io import parse_configs
+    from models.training.receiver_training import ReceiverTrainingConfig
+
+    cfg = DemoConfig(heldout_dialogues=4)
+    data, _ = parse_configs((ReceiverDataConfig, ReceiverTrainingConfig), receiver_argv(cfg, tmp_path / "rcv"),
+                            prog="p2bot receiver")
+    train, _ = split_dialogues(data)
+    rows = build_receiver_examples(train, data.num_train_negatives, seed=data.data_seed).to_list()
+    everything = read_dialogues(sample_data_path()).dialogues
+    # the pairs the demo's self-play evaluation judges (--max_dialogues N) and SFT/RL skip (--skip_dialogues N)
+    heldout = everything[: cfg.heldout_dialogues]
+    heldout_utterances = {u for d in heldout for u in d.turns} - {u for d in everything[cfg.heldout_dialogues:]
+                                                                   for u in d.turns}
+    assert heldout_utterances and rows
+    assert not heldout_utterances & {r["utterance"] for r in rows}
+    assert not {d.dialogue_id for d in heldout} & {r["dialogue_id"] for r in rows}
+    assert len(train) == len(everything) - cfg.heldout_dialogues
