@@ -59,7 +59,7 @@ def test_model_that_cannot_be_loaded_names_it(tmp_path, capsys):
                "--output_dir", str(tmp_path / "out")])
     assert rc == 1
     line = _error_line(capsys)
-    assert line.startswith("p2bot eval: error: --model: nobody/no-such-model: ")
+    assert line.startswith("p2bot eval: error: --model: ") and "nobody/no-such-model" in line
 
 
 def test_debug_shows_the_traceback(monkeypatch, tmp_path):
@@ -77,7 +77,8 @@ def test_commands_print_records_read_repaired_and_skipped(command, data_flag, tm
         argv += ["--num_candidates", "2"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert f"{tmp_path}/{READ_LINE}" in err and "error: --model: nobody/no-such-model" in err
+    assert f"{tmp_path}/{READ_LINE}" in err
+    assert err.strip().splitlines()[-1].startswith(f"p2bot {command}: error: --model: ") and "nobody/no-such-model" in err
 
 
 def test_rl_receiver_and_chat_readers_print_the_same_account(tmp_path, capsys):
