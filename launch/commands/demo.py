@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(out / "selfplay_eval" / "selfplay_table.md", report / "selfplay_table.md")
     curves = _curve_summary(rows, sorted({k for r in rows for k in r if k.startswith(("reward/", "objective/", "policy/entropy"))}))
     timings["total"] = round(time.time() - started, 1)
-    metrics = {"eval": evals, "selfplay_eval": {k: selfplay[k] for k in ("labels", "num_pairs", "comparison", "skipped")},
+    metrics = {"eval": evals, "selfplay_eval": {k: selfplay[k] for k in ("labels", "num_pairs", "comparison", "skipped", "warnings")},
                "receiver": receiver, "rl_curves_first_vs_last": curves, "timings_s": timings,
                "plots": [p.name for p in plots], "samples": {"before_rl": before, "after_rl": after}}
     (report / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")

@@ -33,6 +33,9 @@ def test_demo_runs_every_stage_and_writes_the_report(tiny_models, tmp_path, caps
     selfplay = metrics["selfplay_eval"]
     assert selfplay["num_pairs"] == 4 and selfplay["labels"] == ["checkpoint-3/policy", "sft/model"]
     assert {"perceive_hits1", "receiver_hits1", "judge_ppl", "copy_rate", "echo_rate"} <= set(selfplay["comparison"])
+    # the trained Receiver is the RL persona reward's: reported apart; the judge encoder and LM are not reward models
+    assert len(selfplay["warnings"]) == 1 and selfplay["warnings"][0].startswith("--receiver")
+    assert selfplay["warnings"][0].endswith("reported apart: RL optimised it")
     assert "difference (95% CI)" in (report / "selfplay_table.md").read_text()
     assert "reward/persona" in metrics["rl_curves_first_vs_last"] and "reward/fluency" in metrics["rl_curves_first_vs_last"]
     assert set(metrics["receiver"]["results"]) == {"lexical overlap", "untrained encoder", "trained receiver"}
