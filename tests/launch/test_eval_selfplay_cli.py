@@ -41,10 +41,11 @@ def base_args(policy, receiver, out):
             "--output_dir", str(out)]
 
 
-def test_selfplay_eval_compares_two_models_with_every_judge(tiny_policy, tiny_receiver_dir, tiny_nli, tmp_path):
+def test_selfplay_eval_compares_two_models_with_every_judge(one_word_policy, tiny_policy, tiny_receiver_dir, tiny_nli,
+                                                           tmp_path):
     out = tmp_path / "eval"
-    rc = cli(base_args(tiny_policy, tiny_receiver_dir, out) + ["--compare", str(tiny_policy), "--receiver",
-                                                                 str(tiny_receiver_dir), "--nli_model", str(tiny_nli)])
+    rc = cli(base_args(one_word_policy, tiny_receiver_dir, out) + [
+        "--compare", str(tiny_policy), "--receiver", str(tiny_receiver_dir), "--nli_model", str(tiny_nli)])
     assert rc == 0
     result = json.loads((out / "selfplay_results.json").read_text())
     assert result["num_pairs"] == 3 and result["skipped"] == [] and len(result["labels"]) == 2
@@ -52,15 +53,24 @@ def test_selfplay_eval_compares_two_models_with_every_judge(tiny_policy, tiny_re
     for key in ("perceive_hits1", "receiver_hits1", "judge_ppl", "copy_rate", "echo_rate", "contradiction_persona",
                 "distinct_2", "cutoff_rate"):
         assert {"a", "b", "diff", "low", "high", "rel"} <= set(comparison[key]), key
-    # the same weights, seed and pairs: both models produce the same dialogues, so every difference is 0
-    assert all(c["diff"] == 0 for c in comparison.values())
+    dialogues = [json.loads(line) for line in (out / "selfplay_dialogues.jsonl").read_text().splitlines()]
+    assert len(dialogues) == 2 * 3 and {d["model"] for d in dialogues} == set(result["labels"])
+    assert all(len(d["turns"]) == len(d["speakers"]) == len(d["cut_off"]) == 2 for d in dialogues)
+    one_word = [d for d in dialogues if d["model"] == result["labels"][0]]
+    assert all(d["turns"] == ["dog dog dog dog"] * 2 and d["cut_off"] == [True, True] for d in one_word)
+    # the one-word model, by hand: per pair, 1 distinct word of 8, 1 distinct bigram of 6, B echoes A, 4 words a
+    # turn, every turn cut off; the random compare model (4 random tokens a turn) repeats nothing of its partner's
+    for key, value in (("distinct_1", 1 / 8), ("distinct_2", 1 / 6), ("echo_rate", 1.0), ("mean_words", 4.0),
+                       ("cutoff_rate", 1.0)):
+        assert comparison[key]["a"] == pytest.approx(value), key
+    echo, distinct = comparison["echo_rate"], comparison["distinct_1"]
+    assert echo["b"] == 0 and echo["diff"] == echo["low"] == echo["high"] == pytest.approx(1.0)
+    assert distinct["b"] > 0.5 and distinct["low"] <= distinct["diff"] <= distinct["high"] < 0  # the CI excludes 0
+    assert distinct["diff"] == pytest.approx(1 / 8 - distinct["b"])
     for s in result["summaries"].values():
         assert s["perceive_hits1"]["low"] <= s["perceive_hits1"]["value"] <= s["perceive_hits1"]["high"]
     assert "difference (95% CI)" in (out / "selfplay_table.md").read_text()
     assert "## Dialogue" in (out / "selfplay_samples.md").read_text()
-    dialogues = [json.loads(line) for line in (out / "selfplay_dialogues.jsonl").read_text().splitlines()]
-    assert len(dialogues) == 2 * 3 and {d["model"] for d in dialogues} == set(result["labels"])
-    assert all(len(d["turns"]) == len(d["speakers"]) == len(d["cut_off"]) == 2 for d in dialogues)
 
 
 def test_selfplay_eval_without_nli_says_it_skipped(tiny_policy, tiny_receiver_dir, tmp_path, capsys):

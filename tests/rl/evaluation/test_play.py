@@ -101,14 +101,32 @@ def test_distractors_leave_out_a_shared_sentence_written_differently():
     assert partner not in distractors_for("p1", "A", A1, partner, POOL, JudgeSettings(num_candidates=50), seed=0)
 
 
+def plainer() -> list[PlayedDialogue]:
+    """``hand_built`` with one persona copy fewer per pair and no echo: p1's A keeps only the nurse line."""
+    d1 = Dialogue("p1#0", "p1", A1, B1, ["hi! how are you?", "fine, and you?", "I work as a nurse at the hospital",
+                                         "cool."], list("ABAB"))
+    d2 = Dialogue("p2#0", "p2", A2, B2, ["hello there", "hey", "nice to meet you", "I run a lot"], list("ABAB"))
+    return [PlayedDialogue(d1, [False] * 4, ("A", "B")), PlayedDialogue(d2, [False] * 4, ("A", "B"))]
+
+
 def test_compare_is_paired_and_tables_render(judges):
-    played = hand_built()
-    a, b = judge("rl", played, judges, POOL), judge("sft", played, judges, POOL)
+    a, b = judge("rl", hand_built(), judges, POOL), judge("sft", plainer(), judges, POOL)
+    assert tally(a, "copy_rate") == ([2, 1], [4, 4]) and tally(b, "copy_rate") == ([1, 0], [4, 4])
+    assert tally(b, "echo_rate") == ([0, 0], [3, 3]) and tally(b, "empty_rate") == ([0, 0], [4, 4])
     out = compare(a, b, num_samples=200)
-    assert out["copy_rate"]["diff"] == 0 and out["copy_rate"]["low"] == 0 and out["copy_rate"]["high"] == 0
-    assert out["perceive_hits1"]["a"] == out["perceive_hits1"]["b"]
+    # copy: 3/8 vs 1/8; every pair has exactly one copy more in a, so every paired resample differs by 1/4
+    copy = out["copy_rate"]
+    assert (copy["a"], copy["b"], copy["diff"]) == pytest.approx((3 / 8, 1 / 8, 1 / 4))
+    assert copy["low"] == pytest.approx(1 / 4) and copy["high"] == pytest.approx(1 / 4)
+    # relative: 3/8 / 1/8 - 1 = 2; resamples (p1, p1) give 2/4 / 1/4 - 1 = 1, those without p1 have b = 0 (dropped)
+    assert copy["rel"] == pytest.approx(2.0) and (copy["rel_low"], copy["rel_high"]) == pytest.approx((1.0, 2.0))
+    # echo: 1/6 vs 0, only p1 echoes: resamples range from (p2, p2) = 0 to (p1, p1) = 1/3
+    echo = out["echo_rate"]
+    assert echo["diff"] == pytest.approx(1 / 6) and (echo["low"], echo["high"]) == pytest.approx((0.0, 1 / 3))
+    empty = out["empty_rate"]  # p2's B said nothing in a: 1/8 vs 0, resamples from (p1, p1) = 0 to (p2, p2) = 1/4
+    assert empty["diff"] == pytest.approx(1 / 8) and (empty["low"], empty["high"]) == pytest.approx((0.0, 1 / 4))
     table = comparison_table("rl", "sft", out)
-    assert "| copy rate" in table and "+0.000 (+0.000 .. +0.000)" in table
+    assert "| copy rate" in table and "| 0.125 | 0.375 | +0.250 (+0.250 .. +0.250) | +200.0% (+100.0 .. +200.0) |" in table
     summary = summarize(a, num_samples=200)
     assert summary["echo_rate"]["value"] == pytest.approx(1 / 6)
     assert summary["echo_rate"]["low"] <= 1 / 6 <= summary["echo_rate"]["high"]
