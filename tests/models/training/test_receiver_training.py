@@ -124,6 +124,33 @@ def test_in_batch_negatives_skip_a_shared_sentence_written_differently(tokenizer
     assert torch.allclose(with_in_batch, without)
 
 
+def test_in_batch_negatives_add_the_other_rows_personas_to_the_margin_loss(tokenizer):
+    """Two rows of different dialogues, disjoint personas: with in-batch negatives the loss is the margin loss over
+    each row's own negative and the other row's persona (4 terms), without it over the own negatives (2 terms)."""
+    rows = [r for r in build_receiver_examples(toy_dialogues(4), num_negatives=1).to_list() if r["turn_index"] == 0][:2]
+    assert rows[0]["dialogue_id"] != rows[1]["dialogue_id"] and not set(rows[0]["persona"]) & set(rows[1]["persona"])
+    receiver = tiny_receiver(tokenizer, temperature=0.5).eval()
+    margin = 10.0  # larger than any score gap: every hinge is active, so each term is margin − gap
+    with torch.no_grad():
+        def s(utterance, persona):
+            return float(receiver.score([utterance], [list(persona)]).scores[0])
+
+        pos = [s(r["utterance"], r["persona"]) for r in rows]
+        own_neg = [s(r["utterance"], r["negative_personas"][0]) for r in rows]
+        cross = [s(rows[0]["utterance"], rows[1]["persona"]), s(rows[1]["utterance"], rows[0]["persona"])]
+        kw = dict(margin=margin, sparsity_coef=0.0, temperature=0.5)
+        with_in_batch = receiver_training.batch_loss(receiver, receiver, rows, ReceiverTrainingConfig(**kw), "cpu")
+        without = receiver_training.batch_loss(receiver, receiver, rows,
+                                               ReceiverTrainingConfig(in_batch_negatives=False, **kw), "cpu")
+    hinge = [margin - (pos[b] - n) for b, n in ((0, own_neg[0]), (1, own_neg[1]))]
+    in_batch = [margin - (pos[b] - cross[b]) for b in (0, 1)]
+    assert without[0].item() == pytest.approx(sum(hinge) / 2, abs=1e-4)
+    assert with_in_batch[0].item() == pytest.approx((sum(hinge) + sum(in_batch)) / 4, abs=1e-4)
+    assert abs(sum(in_batch) / 2 - sum(hinge) / 2) > 1e-3  # the two losses differ by more than the tolerance
+    expected_gap = (sum(pos[b] - n for b, n in zip((0, 1, 0, 1), own_neg + cross))) / 4
+    assert with_in_batch[1]["score/gap"] == pytest.approx(expected_gap, abs=1e-4)
+
+
 # --- trainer on a tiny model ---
 def _cfg(tmp_path, **kw):
     base = dict(output_dir=str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=4, learning_rate=1e-3,
