@@ -1,16 +1,21 @@
 """End-to-end smoke tests of ``p2bot sft``, ``p2bot eval`` and ``p2bot bench eval`` on a tiny random Llama."""
 
 import json
+import math
 
 import pytest
 import torch
 import yaml
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from data_prep import read_dialogues, resolve_data_path
 from launch.cli import main as cli
 from launch.commands import bench
 from models.loading.embedded import embedded_policy_path
 from models.networks.transmitter import Transmitter
+from models.prompting.prompt import PromptFormatter
+from models.scoring.gold_eval import build_eval_examples
+from models.scoring.metrics import unigram_f1
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +29,31 @@ def tiny_dir(tmp_path_factory):
     LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def recompute_gold_metrics(model_dir, max_history_tokens: int, max_dialogues: int) -> dict:
+    """PPL and Hits@1 of ``p2bot eval`` recomputed here: one full forward pass per (context, candidate), no KV cache,
+    on the examples ``p2bot eval`` builds (1 per dialogue, 20 candidates, seed 0)."""
+    model = Transmitter.from_pretrained(str(model_dir)).eval()
+    fmt = PromptFormatter(model.tokenizer, max_history_tokens=max_history_tokens)
+    examples = build_eval_examples(read_dialogues(resolve_data_path("")).dialogues[:max_dialogues], 20, 0, 1)
+    nll, tokens, hits_lm, hits_nup = 0.0, 0, 0, 0
+    with torch.no_grad():
+        for ex in examples:
+            context = fmt.encode_context(ex["persona"], ex["history"])
+            cands = [fmt.encode_response(t) for t in [ex["response"], *ex["distractors"][:19]]]
+            mean_lp = []
+            for cand in cands:
+                logp = model.lm(input_ids=torch.tensor([context + cand])).logits[0].float().log_softmax(-1)
+                lp = logp[len(context) - 1:-1].gather(-1, torch.tensor(cand)[:, None]).squeeze(-1)  # (len(cand),)
+                mean_lp.append(lp.mean().item())
+                if cand is cands[0]:
+                    nll, tokens = nll - lp.sum().item(), tokens + len(cand)
+            nup = model.score_nup([context] * len(cands), cands).tolist()
+            hits_lm += mean_lp[0] > max(mean_lp[1:])
+            hits_nup += nup[0] > max(nup[1:])
+    return {"ppl": math.exp(nll / tokens), "ppl_tokens": tokens, "hits1_lm": hits_lm / len(examples),
+            "hits1_nup": hits_nup / len(examples), "golds": [ex["response"] for ex in examples]}
 
 
 def test_sft_then_eval_end_to_end(tiny_dir, tmp_path, capsys):
@@ -54,7 +84,12 @@ def test_sft_then_eval_end_to_end(tiny_dir, tmp_path, capsys):
     assert rc == 0
     res = json.loads((ev / "eval_results.json").read_text())
     assert res["num_examples"] == 5 and res["num_candidates"] == 20
-    assert 0 <= res["f1"] <= 1 and 0 <= res["hits1_nup"] <= 1 and 0 <= res["hits1_lm"] <= 1 and res["ppl"] > 1
+    expected = recompute_gold_metrics(out / "model", max_history_tokens=32, max_dialogues=5)
+    assert res["ppl_tokens"] == expected["ppl_tokens"]
+    assert res["ppl"] == pytest.approx(expected["ppl"], rel=1e-4)
+    assert res["hits1_lm"] == expected["hits1_lm"] and res["hits1_nup"] == expected["hits1_nup"]
+    assert [s["gold"] for s in res["samples"]] == expected["golds"]  # every example is a sample here (5 of 5)
+    assert res["f1"] == pytest.approx(sum(unigram_f1(s["generated"], s["gold"]) for s in res["samples"]) / 5)
     assert "Hits@1 (LM likelihood)" in capsys.readouterr().out
     assert (ev / "resolved_config.yaml").is_file()
 
@@ -70,8 +105,10 @@ def test_bench_eval_reports_both_methods(tiny_dir, tmp_path, capsys):
               "--output_dir", str(tmp_path)])
     assert rc == 0
     rep = json.loads((tmp_path / "bench_eval.json").read_text())
-    assert rep["num_examples"] == 3 and rep["speedup"] > 0
-    assert rep["ours"]["peak_rss_mb"] > 0 and rep["seed_style"]["examples_per_s"] > 0
+    ours, seed = rep["ours"], rep["seed_style"]
+    assert rep["num_examples"] == 3 and rep["speedup"] == pytest.approx(seed["seconds"] / ours["seconds"])
+    assert ours["examples_per_s"] == pytest.approx(3 / ours["seconds"]) and ours["f1"] == seed["f1"]
+    assert ours["peak_rss_mb"] > 0 and seed["examples_per_s"] == pytest.approx(3 / seed["seconds"])
     assert rep["same_outputs"] == 1.0  # greedy decoding: the two methods must agree
     assert "speedup" in capsys.readouterr().out
 
@@ -90,8 +127,11 @@ def test_bench_selfplay_measures_both_loops_and_both_update_modes(tiny_dir, tmp_
     rep = json.loads((tmp_path / "bench_selfplay.json").read_text())
     assert rep["turns"] == 8 and rep["dialogues"] == 2
     for key in ("ours", "ours_no_reuse", "seed_style"):
-        assert 0 < rep[key]["tokens"] <= 32 and rep[key]["tokens_per_s"] > 0, key
-    assert rep["speedup"] > 0 and rep["reuse_speedup"] > 0 and 0 < rep["prefill_share"] < 1
+        assert 0 < rep[key]["tokens"] <= 32, key  # 8 turns of at most 4 tokens
+        assert rep[key]["tokens_per_s"] == pytest.approx(rep[key]["tokens"] / rep[key]["seconds"]), key
+    assert rep["speedup"] == pytest.approx(rep["ours"]["tokens_per_s"] / rep["seed_style"]["tokens_per_s"])
+    assert rep["reuse_speedup"] == pytest.approx(rep["ours"]["tokens_per_s"] / rep["ours_no_reuse"]["tokens_per_s"])
+    assert 0 < rep["prefill_share"] < 1
     assert 0 < rep["reusable_share"] < 1  # the second exchange starts from each speaker's cached first turn
     full, lora = rep["update"]["full"], rep["update"]["lora+ckpt"]
     assert full["micro_batch_size"] == 2
@@ -128,5 +168,6 @@ def test_bench_selfplay_compares_the_episode_layouts(tiny_dir, tmp_path, capsys)
     runs = json.loads((tmp_path / "bench_selfplay.json").read_text())["layouts"]["2"]
     assert runs["turns"] == 8 and runs["turn"]["rows"] == 8
     assert runs["speaker"]["rows"] < 8  # speakers' turns chained into episodes (4 when every chain holds)
-    assert runs["speaker"]["trained_tokens_per_s"] > 0 and runs["speedup"] > 0
+    assert runs["speaker"]["trained_tokens_per_s"] > 0
+    assert runs["speedup"] == pytest.approx(runs["turn"]["seconds_per_step"] / runs["speaker"]["seconds_per_step"])
     assert "Episode layouts" in capsys.readouterr().out
