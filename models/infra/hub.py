@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 # every file a p2bot save writes (weights, configs, tokenizer files, the card)
 SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.md"]
@@ -41,7 +44,8 @@ def local_snapshot(name: str, marker: str, revision: str | None = None) -> str:
 
     Raises:
         OSError: naming the repo and ``marker`` when that cannot be told (offline with no record of ``marker`` in
-            the cache, the hub unreachable or failing), or when a p2bot repo's files cannot be fetched.
+            the cache, the hub unreachable or failing), or when a p2bot repo's files cannot be fetched. Offline, a
+            cached repo with its ``config.json`` but no ``marker`` loads as a plain model, with a logged warning.
     """
     if os.path.isdir(name):
         return name
@@ -59,6 +63,11 @@ def local_snapshot(name: str, marker: str, revision: str | None = None) -> str:
     except LocalEntryNotFoundError as err:  # offline or unreachable, and not in the cache
         if huggingface_hub.try_to_load_from_cache(name, marker, revision=revision) is huggingface_hub._CACHED_NO_EXIST:
             return name  # the hub said so on an earlier, online call
+        if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json", revision=revision), str):
+            # a cached download of the repo without the marker: whoever downloaded it did not fetch p2bot's files
+            logger.warning("hub repo %r: offline and %s is not in the cache, which holds the repo's config.json: "
+                           "loading it as a plain model (a p2bot checkpoint's heads would be missing)", name, marker)
+            return name
         raise OSError(f"hub repo {name!r}: cannot tell whether it is a p2bot checkpoint ({marker} is not in the local "
                       f"cache and the hub cannot be reached); load it once online, or pass a local "
                       "directory") from err

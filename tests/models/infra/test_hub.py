@@ -135,9 +135,16 @@ def offline_cache(tmp_path, monkeypatch):
 
 
 def test_offline_a_repo_the_cache_cannot_classify_is_refused_naming_repo_and_marker(offline_cache):
-    offline_cache("org/unknown", {"config.json": "{}"})
+    offline_cache("org/unknown", {"tokenizer.json": "{}"})
     with pytest.raises(OSError, match=f"'org/unknown': cannot tell whether it is a p2bot checkpoint \\({META_FILE}"):
         local_snapshot("org/unknown", META_FILE)
+
+
+def test_offline_a_cached_plain_download_loads_plainly_and_says_so(offline_cache, caplog):
+    offline_cache("org/downloaded", {"config.json": "{}"})
+    with caplog.at_level("WARNING", logger="models.infra.hub"):
+        assert local_snapshot("org/downloaded", META_FILE) == "org/downloaded"
+    assert f"'org/downloaded': offline and {META_FILE} is not in the cache" in caplog.text
 
 
 def test_offline_the_cache_decides_plain_or_p2bot(offline_cache):
