@@ -92,6 +92,9 @@ def test_selfplay_batch_through_the_default_pool_receiver():
     receiver = pool.receiver()
     assert not any(p.requires_grad for p in receiver.parameters())
     assert set(comp.last_components) == {"persona", "repetition"} and all(math.isfinite(t) for t in totals)
+    w, parts = comp.weights, comp.last_components  # neither is batch-normalised by default: a plain weighted sum
+    assert totals == pytest.approx([w["persona"] * p + w["repetition"] * r
+                                    for p, r in zip(parts["persona"], parts["repetition"])], abs=1e-6)
     rep = comp.last_components["repetition"]
     assert rep[0] == 0.0 and rep[2] > 0.99 and rep[2] > rep[1] and rep[2] > rep[3]
     own = [float(s) for s in receiver.score(turns, kwargs["persona"]).scores]

@@ -57,8 +57,17 @@ def test_judge_tallies_hand_built_dialogues(judges):
     assert tally(ev, "cutoff_rate") == ([1, 0], [4, 4])
     assert tally(ev, "fact_coverage") == ([2, 1], [6, 4])  # p1 A: dog + nurse; p2 A: violin
     assert tally(ev, "num_candidates") == ([12, 12], [2, 2])  # 1 + 5 per judged speaker
-    # A of p1 states its persona: the untrained encoder ranks it first among 6
-    assert ev.tallies["perceive_hits1"][0][0] >= 1.0
+    # perceivability per pair: the encoder's rank of each judged speaker's persona among its 6 candidates, summed
+    expected = []
+    for pd in hand_built():
+        d, hits = pd.dialogue, []
+        for speaker, own, other in (("A", d.persona_a, d.persona_b), ("B", d.persona_b, d.persona_a)):
+            utts = [t for t, s in zip(d.turns, d.speakers) if s == speaker]
+            hits.append(judges.persona.rank(utts, own, distractors_for(d.pair_id, speaker, own, other, POOL,
+                                                                       judges.settings))[0])
+        expected.append(hits)
+    assert expected[0][0] == 1.0  # A of p1 states its persona: the untrained encoder ranks it first
+    assert tally(ev, "perceive_hits1") == ([sum(h) for h in expected], [2, 2])
     assert "judge_nll" not in ev.tallies and "contradiction_persona" not in ev.tallies  # judges not given
     assert float(metric_values(ev, BY_KEY["copy_rate"])) == pytest.approx(3 / 8)
     # distinct-1 within pair p1: the normalised words of its four lines (articles dropped), 12 distinct of 19
