@@ -182,3 +182,11 @@ def test_imported_names_sees_function_and_relative_imports_but_not_type_checking
                     "def f():\n    import launch.cli\n")
     assert imported_names("rl.evaluation", path) == [(1, "typing.TYPE_CHECKING"), (2, "rl.evaluation.b"),
                                                      (3, "rl.c.d"), (7, "rl.loop"), (9, "launch.cli")]
+
+
+def test_test_file_names_are_unique():
+    """pytest imports test files by basename (no __init__.py in tests/): two files of one name cannot both run."""
+    from collections import Counter
+
+    names = Counter(p.name for p in (REPO / "tests").rglob("test_*.py"))
+    assert not [n for n, c in names.items() if c > 1], f"test files sharing a name: {sorted(n for n, c in names.items() if c > 1)}"
