@@ -26,7 +26,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data_prep" / "sample_data" / "sample_dialogues.jsonl"
+SAMPLE = Path(__file__).resolve().parents[3] / "data_prep" / "sample_data" / "sample_dialogues.jsonl"
 
 _ALTERNATE = ("{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
               "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant') }}{% endif %}")
