@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from data_prep import DataFormatError, build_selfplay_pairs, resolve_data_path
 from data_prep.files.atomic import write_text_atomic
+from data_prep.personas import persona_key
 from launch.errors import read_data
 from models.loading.pretrained import model_identity, resolve_device, resolve_dtype, same_model
 from models.networks.receiver import Receiver
@@ -24,7 +25,7 @@ from models.networks.transmitter import Transmitter, saved_reward_models
 from models.prompting.prompt import PromptFormatter
 from models.scoring.judges import LMJudge, NLIJudge, PersonaJudge
 from models.scoring.scorers import LMScorer
-from rl.evaluation.play import Judges, JudgeSettings, ModelEval, judge, persona_key, play
+from rl.evaluation.play import Judges, JudgeSettings, ModelEval, judge, play
 from rl.evaluation.stats import compare, comparison_table, corpus_distinct, samples_markdown, summarize, summary_table
 from rl.evaluation.transcripts import (
     DIALOGUES_FILE,

@@ -9,9 +9,9 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
+from data_prep.personas import persona_key
 from launch.cli import main as cli
 from models.loading.embedded import embedded_receiver_path
-from rl.evaluation.play import persona_key
 from tests.models.transmitter_fixtures import save_tiny_lm
 
 
