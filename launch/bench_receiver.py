@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 
 from data_prep import build_receiver_examples, read_dialogues, sample_data_path
+from data_prep.files.atomic import write_text_atomic
+from launch.provenance import run_provenance
 from models.loading.pretrained import resolve_device
 from models.networks.receiver import Receiver
 
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, ...")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--output_dir", default=None, help="also write the result, with its provenance, to OUTPUT_DIR/bench_receiver.json")
     return p
 
 
@@ -72,6 +75,9 @@ def run(argv: list[str] | None = None) -> int:
         n = min(args.seed_style_utterances, len(utterances))
         slow = _timed(lambda: _seed_style(receiver, utterances[:n], personas[:n]))
         result.update(seed_style_utterances=n, seed_style_utt_per_s=n / slow, speedup_cold_vs_seed_style=(len(utterances) / cold) / (n / slow))
+    result["provenance"] = run_provenance("p2bot bench receiver", argv, vars(args))
+    if args.output_dir:
+        write_text_atomic(Path(args.output_dir) / "bench_receiver.json", json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

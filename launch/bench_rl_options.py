@@ -145,6 +145,7 @@ def _slug(name: str) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     from launch.config_io import parse_configs, save_resolved_config
+    from launch.provenance import run_provenance
 
     (cfg,) = parse_configs((BenchOptionsConfig,), argv, prog="p2bot bench options", description=__doc__)
     out = Path(cfg.output_dir)
@@ -169,6 +170,7 @@ def run(argv: list[str] | None = None) -> int:
         if cfg.task == "p2" and cfg.eval_pairs:
             row.update(_judge(str(run_dir / f"checkpoint-{cfg.max_steps}" / "policy"), cfg, out, _slug(name)))
         results["variants"][name] = row
+        results["provenance"] = run_provenance("p2bot bench options", argv, cfg)
         write_text_atomic(out / "bench_options.json", json.dumps(results, indent=2) + "\n")
         print(f"{name}: {row}", flush=True)
     print(table(results))

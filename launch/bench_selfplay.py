@@ -204,6 +204,7 @@ def run_update_phase(mode: str, cfg: BenchSelfPlayConfig, rollouts_path: Path, l
 def run(argv: list[str] | None = None) -> int:
     from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
     from launch.config_io import start_command
+    from launch.provenance import run_provenance
     from models.networks.transmitter import Transmitter
     from models.prompting.prompt import PromptFormatter
     from rl.selfplay import Sampling, SelfPlayEnv
@@ -273,6 +274,7 @@ def run(argv: list[str] | None = None) -> int:
             runs["turns"] = len(lb.rollouts)
             report["layouts"][str(n)] = runs
 
+    report["provenance"] = run_provenance("p2bot bench selfplay", argv, cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "bench_selfplay.json", json.dumps(report, indent=2) + "\n")
     _print(report)

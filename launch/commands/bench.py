@@ -124,6 +124,7 @@ def seed_style_generate(transmitter, context: list[int], max_new_tokens: int, st
 def bench_eval(argv: list[str] | None = None) -> int:
     from data_prep import read_dialogues, resolve_data_path
     from launch.config_io import start_command
+    from launch.provenance import run_provenance
     from models.generation.sampling import stop_token_ids
     from models.networks.transmitter import Transmitter
     from models.prompting.prompt import PromptFormatter
@@ -164,6 +165,7 @@ def bench_eval(argv: list[str] | None = None) -> int:
         speedup=seed_s / ours_s, same_outputs=sum(a == b for a, b in zip(ours, seed)) / n,
         rss_before_mb=rss_start / 2**20,
         process_max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        provenance=run_provenance("p2bot bench eval", argv, cfg),
     )
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "bench_eval.json", json.dumps(report, indent=2) + "\n")

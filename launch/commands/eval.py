@@ -21,6 +21,7 @@ from data_prep.files.atomic import write_text_atomic
 from launch.commands.sft import load_dialogues
 from launch.config_io import start_command
 from launch.errors import option, require_inputs
+from launch.provenance import run_provenance
 from models.generation.sampling import BACKENDS
 from models.loading.pretrained import resolve_device, resolve_dtype
 from models.networks.transmitter import Transmitter
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.selfplay:
         from launch.commands.eval_selfplay import run_selfplay_eval
 
-        return run_selfplay_eval(cfg)
+        return run_selfplay_eval(cfg, argv)
     with option("--data"):
         dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
         examples = build_eval_examples(dialogues, cfg.num_candidates, cfg.seed, cfg.examples_per_dialogue)
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=phases * len(examples), desc="p2bot eval", unit="example", file=sys.stderr) as bar:
         result = evaluate_transmitter(model, examples, formatter, metrics=metrics, batch_size=cfg.batch_size,
                                       max_new_tokens=cfg.max_new_tokens, progress=bar.update, **sampling)
-    payload = dict(model=cfg.model, data=cfg.data or "sample", num_dialogues=len(dialogues), **result.to_dict())
+    payload = dict(model=cfg.model, data=cfg.data or "sample", num_dialogues=len(dialogues), **result.to_dict(),
+                   provenance=run_provenance("p2bot eval", argv, cfg))
     write_text_atomic(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
     print(result.table())
     print(f"results: {out / RESULTS_FILE}")

@@ -19,6 +19,7 @@ from data_prep import DataFormatError, build_selfplay_pairs, resolve_data_path
 from data_prep.files.atomic import write_text_atomic
 from data_prep.personas import persona_key
 from launch.errors import read_data
+from launch.provenance import run_provenance
 from models.loading.pretrained import model_identity, resolve_device, resolve_dtype, same_model
 from models.networks.receiver import Receiver
 from models.networks.transmitter import Transmitter, saved_reward_models
@@ -185,7 +186,7 @@ def unseen_speakers(ev: ModelEval) -> tuple[int, int]:
     return (int(unseen[1].sum()) if unseen is not None else 0), total
 
 
-def run_selfplay_eval(cfg) -> int:
+def run_selfplay_eval(cfg, argv: list[str] | None = None, prog: str = "p2bot eval") -> int:
     out = Path(cfg.output_dir)
     try:
         setup = prepare(cfg)
@@ -219,7 +220,7 @@ def run_selfplay_eval(cfg) -> int:
                    summaries=summaries, corpus_distinct={ev.name: corpus_distinct(ev) for ev in evals},
                    seconds={ev.name: ev.seconds for ev in evals},
                    fingerprints={n: weights_fingerprint(n) for n in names}, compare_transcripts=cfg.compare_transcripts,
-                   warnings=warnings)
+                   warnings=warnings, provenance=run_provenance(prog, argv, cfg))
     if len(evals) == 2:
         payload["comparison"] = compare(evals[0], evals[1], cfg.bootstrap_samples, cfg.seed)
         tables.insert(0, f"### {evals[0].name} vs {evals[1].name} (paired over {len(pairs)} pairs)\n\n"

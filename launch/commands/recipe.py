@@ -27,7 +27,9 @@ from pathlib import Path
 
 import yaml
 
+from data_prep.files.atomic import write_text_atomic
 from launch.config_io import canonical_keys
+from launch.provenance import run_provenance
 
 STAGES = ("sft", "receiver", "rl", "average", "eval")
 MAPPINGS = ("sft", "receiver", "rl", "eval")  # the stages a recipe gives options to
@@ -251,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         timings, wall = saved.get("seconds", {}), saved.get("wall_seconds", {})
 
         def record() -> None:
-            timings_file.write_text(json.dumps({"config": str(args.config), "seconds": timings, "wall_seconds": wall},
-                                               indent=2) + "\n")
+            provenance = run_provenance("p2bot recipe", argv, recipe)
+            write_text_atomic(timings_file, json.dumps({"config": str(args.config), "seconds": timings, "wall_seconds": wall,
+                                                         "provenance": provenance}, indent=2) + "\n")
 
         side_by_side_done: set[str] = set()
         for stage in stages:
