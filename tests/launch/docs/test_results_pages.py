@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launch.docs.results import (ABLATIONS_FILE, RECORDS_DIR, RecordError, blocks, load_record, make_record,
-                                 render_ablations, render_pages, write_record)
+from launch.docs.results import (
+    ABLATIONS_FILE,
+    RECORDS_DIR,
+    RecordError,
+    blocks,
+    load_record,
+    make_record,
+    render_ablations,
+    render_pages,
+    write_record,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 NUMBER = re.compile(r"[+−-]?\d+(?:\.\d+)?%?")
