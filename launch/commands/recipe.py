@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the recipe YAML (e.g. launch/configs/experiments/p2_spc.yaml)")
     parser.add_argument("--output_dir", help="overrides the recipe's output_dir")
+    parser.add_argument("--data", help="overrides the recipe's data (the dialogue file every stage reads)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="comma-separated subset of sft,receiver,rl,average,eval (rl: every RL seed)")
     parser.add_argument("--force", action="store_true", help="rerun stages whose output is already complete")
@@ -242,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max_parallel {args.max_parallel}: must be >= 0")
     try:
         recipe = load_recipe(args.config)
+        if args.data:
+            recipe["data"] = args.data
         asked = [s.strip() for s in args.stages.split(",") if s.strip()]
         if set(asked) - set(STAGES):
             raise RecipeError(f"--stages: unknown stages {sorted(set(asked) - set(STAGES))}")

@@ -83,10 +83,11 @@ def test_cpu_rl_experiment_runs_a_step(name, tmp_path, monkeypatch, spc_valid_pa
     from launch.cli import main
     from tests.rl.rl_fixtures import build_tiny_model_dir, load_smollm2_tokenizer
 
-    monkeypatch.chdir(REPO)  # spc_ppo names ../shared/data relative to the repo
+    monkeypatch.chdir(REPO)
     tiny = build_tiny_model_dir(tmp_path / "tiny", load_smollm2_tokenizer())
     out = tmp_path / "run"
-    rc = main(["rl", "--config", str(REPO / f"launch/configs/experiments/{name}.yaml"), "--model_name_or_path", str(tiny),
+    data = ["--data", str(spc_valid_path)] if name == "spc_ppo" else []  # its `data:` is a path the user provides
+    rc = main(["rl", "--config", str(REPO / f"launch/configs/experiments/{name}.yaml"), *data, "--model_name_or_path", str(tiny),
                "--output_dir", str(out), "--max_steps", "1", "--pairs_per_step", "1", "--rollouts_per_pair", "2",
                "--response_length", "4", "--max_exchanges", "1", "--save_steps", "0", "--disable_tqdm", "true"])
     assert rc == 0
@@ -101,7 +102,8 @@ def test_receiver_spc_experiment_runs_a_step(tmp_path, monkeypatch, spc_valid_pa
 
     monkeypatch.chdir(REPO)
     out = tmp_path / "receiver"
-    rc = main(["receiver", "--config", str(REPO / "launch/configs/experiments/receiver_spc.yaml"), "--model_name_or_path",
+    rc = main(["receiver", "--config", str(REPO / "launch/configs/experiments/receiver_spc.yaml"), "--data", str(spc_valid_path),
+               "--model_name_or_path",
                str(tiny_receiver_dir), "--output_dir", str(out), "--max_steps", "1", "--max_eval_examples", "50",
                "--skip_baselines", "true", "--save_steps", "0"])
     assert rc == 0
