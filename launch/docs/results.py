@@ -69,7 +69,10 @@ def make_record(result_path: str | os.PathLike, name: str, title: str) -> dict:
     kind = RESULT_FILES.get(path.name)
     if kind is None:
         raise RecordError(f"{path}: not a result file p2bot writes (expected one of {', '.join(RESULT_FILES)})")
-    result = json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RecordError(f"{path}: cannot read the result file: {err}") from None
     provenance = result.pop("provenance", None)
     if not provenance:
         raise RecordError(f"{path}: field 'provenance' is missing (written by p2bot from this version on)")
@@ -323,3 +326,57 @@ def render_pages(root: str | os.PathLike = ".", check: bool = False) -> list[Pat
 def blocks(text: str) -> list[tuple[str, str | None, str]]:
     """The (name, view, rendered body) of every result block in ``text``."""
     return [(m["name"], m["view"], m["body"]) for m in BLOCK.finditer(text)]
+
+
+# --- commands: p2bot docs results | record ---
+
+
+def results_command(argv: list[str]) -> int:
+    """``p2bot docs results [--check] [--root DIR]``."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="p2bot docs results", allow_abbrev=False,
+                                description="Re-render every result block of README.md and docs/**/*.md from "
+                                            "docs/results/records/ (and docs/results/ablations.yaml).")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a block is stale")
+    p.add_argument("--root", default=".", help="the repository root")
+    args = p.parse_args(argv)
+    try:
+        changed = render_pages(args.root, check=args.check)
+    except RecordError as err:
+        print(f"p2bot docs results: error: {err}", file=sys.stderr)
+        return 1
+    for page in changed:
+        print(f"{'stale' if args.check else 'rendered'}: {page}")
+    if args.check and changed:
+        print("p2bot docs results: result blocks are stale; run `p2bot docs results`", file=sys.stderr)
+        return 1
+    if not changed:
+        print("p2bot docs results: every result block is current")
+    return 0
+
+
+def record_command(argv: list[str]) -> int:
+    """``p2bot docs record RESULT_FILE --name NAME --title TITLE``."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="p2bot docs record", allow_abbrev=False,
+                                description="Commit-ready record of a run's result file: its numbers and provenance, "
+                                            "written to docs/results/records/NAME.json.")
+    p.add_argument("result", help=f"a result file a run wrote ({', '.join(RESULT_FILES)})")
+    p.add_argument("--name", required=True, help="the record's name: a page shows it with <!-- result: NAME -->")
+    p.add_argument("--title", required=True, help="the table's title")
+    p.add_argument("--root", default=".", help="the repository root")
+    args = p.parse_args(argv)
+    if not re.fullmatch(r"[\w.-]+", args.name):
+        p.error(f"--name {args.name!r}: letters, digits, '.', '-' and '_' only")
+    try:
+        path = write_record(make_record(args.result, args.name, args.title), args.root)
+    except (RecordError, OSError) as err:
+        print(f"p2bot docs record: error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}; show it in a page with <!-- result: {args.name} --> ... <!-- /result -->, "
+          "then run `p2bot docs results`")
+    return 0
