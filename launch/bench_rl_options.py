@@ -143,11 +143,14 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
+CONFIG_TYPES = (BenchOptionsConfig,)  # what run parses; the docs build its parser from this
+
+
 def run(argv: list[str] | None = None) -> int:
     from launch.config_io import parse_configs, save_resolved_config
     from launch.provenance import run_provenance
 
-    (cfg,) = parse_configs((BenchOptionsConfig,), argv, prog="p2bot bench options", description=__doc__)
+    (cfg,) = parse_configs(CONFIG_TYPES, argv, prog="p2bot bench options", description=__doc__)
     out = Path(cfg.output_dir)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     save_resolved_config(out, cfg)

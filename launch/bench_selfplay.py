@@ -201,6 +201,9 @@ def run_update_phase(mode: str, cfg: BenchSelfPlayConfig, rollouts_path: Path, l
     return json.loads(result_path.read_text())
 
 
+CONFIG_TYPES = (BenchSelfPlayConfig,)  # what run parses; the docs build its parser from this
+
+
 def run(argv: list[str] | None = None) -> int:
     from data_prep import build_selfplay_pairs, read_dialogues, resolve_data_path
     from launch.config_io import start_command
@@ -209,7 +212,7 @@ def run(argv: list[str] | None = None) -> int:
     from models.prompting.prompt import PromptFormatter
     from rl.selfplay import Sampling, SelfPlayEnv
 
-    cfg, out = start_command(BenchSelfPlayConfig, argv, prog="p2bot bench selfplay", description=__doc__)
+    cfg, out = start_command(*CONFIG_TYPES, argv, prog="p2bot bench selfplay", description=__doc__)
     pairs = list(build_selfplay_pairs(read_dialogues(resolve_data_path(cfg.data)).dialogues, seed=cfg.seed))[: cfg.num_pairs]
     from models.loading.pretrained import resolve_device, resolve_dtype
 

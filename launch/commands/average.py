@@ -40,8 +40,11 @@ class AverageConfig:
             raise ValueError(f"--output_dir {self.output_dir} is one of the models: write the average elsewhere")
 
 
+CONFIG_TYPES = (AverageConfig,)  # what main parses; the docs build its parser from this
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg, out = start_command(AverageConfig, argv, prog="p2bot average", description=__doc__)
+    cfg, out = start_command(*CONFIG_TYPES, argv, prog="p2bot average", description=__doc__)
     start = time.perf_counter()
 
     def load(path: str) -> Transmitter:

@@ -121,6 +121,9 @@ def seed_style_generate(transmitter, context: list[int], max_new_tokens: int, st
     return seq[len(context):]
 
 
+CONFIG_TYPES = (BenchEvalConfig,)  # the eval benchmark's options (bench_eval parses them; the dispatcher has none)
+
+
 def bench_eval(argv: list[str] | None = None) -> int:
     from data_prep import read_dialogues, resolve_data_path
     from launch.config_io import start_command
@@ -130,7 +133,7 @@ def bench_eval(argv: list[str] | None = None) -> int:
     from models.prompting.prompt import PromptFormatter
     from models.scoring.gold_eval import build_eval_examples, f1_of, generate_responses
 
-    cfg, out = start_command(BenchEvalConfig, argv, prog="p2bot bench eval", description=__doc__)
+    cfg, out = start_command(*CONFIG_TYPES, argv, prog="p2bot bench eval", description=__doc__)
     dialogues = read_dialogues(resolve_data_path(cfg.data)).dialogues
     examples = build_eval_examples(dialogues[: cfg.num_examples], num_candidates=2, seed=cfg.seed,
                                    examples_per_dialogue=1)[: cfg.num_examples]

@@ -126,8 +126,11 @@ def talk(agent: Agent, persona_b: list[str]) -> list[str]:
     return history
 
 
+CONFIG_TYPES = (ChatConfig,)  # what main parses; the docs build its parser from this
+
+
 def main(argv: list[str] | None = None) -> int:
-    (cfg,) = parse_configs((ChatConfig,), argv, prog="p2bot chat", description=__doc__)
+    (cfg,) = parse_configs(CONFIG_TYPES, argv, prog="p2bot chat", description=__doc__)
     set_seed(cfg.seed)
     persona_a, persona_b = fill_personas(cfg)
     print(f"loading {cfg.model} ...", flush=True)

@@ -132,8 +132,11 @@ def _curve_summary(rows: list[dict], names: list[str], window: int = 5) -> dict[
     return out
 
 
+CONFIG_TYPES = (DemoConfig,)  # what main parses; the docs build its parser from this
+
+
 def main(argv: list[str] | None = None) -> int:
-    (cfg,) = parse_configs((DemoConfig,), argv, prog="p2bot demo", description=__doc__)
+    (cfg,) = parse_configs(CONFIG_TYPES, argv, prog="p2bot demo", description=__doc__)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(cfg.output_dir)
     report = out / "report"

@@ -136,8 +136,11 @@ class EvalConfig:
         return [m.strip() for m in self.metrics.split(",") if m.strip()]
 
 
+CONFIG_TYPES = (EvalConfig,)  # what main parses; the docs build its parser from this
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg, out = start_command(EvalConfig, argv, prog="p2bot eval", description=__doc__)
+    cfg, out = start_command(*CONFIG_TYPES, argv, prog="p2bot eval", description=__doc__)
     torch.manual_seed(cfg.seed)
     require_inputs(models={"--model": cfg.model})
     if cfg.selfplay:

@@ -88,9 +88,12 @@ def paired_gains(ranks: dict[str, tuple], of: str = "trained receiver") -> dict[
             for name, r in ranks.items() if name != of}
 
 
+CONFIG_TYPES = (ReceiverDataConfig, ReceiverTrainingConfig)  # what main parses; the docs build its parser too
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    data, cfg = parse_configs((ReceiverDataConfig, ReceiverTrainingConfig), argv, prog="p2bot receiver",
+    data, cfg = parse_configs(CONFIG_TYPES, argv, prog="p2bot receiver",
                               description=__doc__)
     require_inputs(receivers={"--model_name_or_path": cfg.model_name_or_path})
     out = Path(cfg.output_dir)

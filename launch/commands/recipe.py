@@ -223,7 +223,7 @@ def run_side_by_side(stages: list[str], configs: dict[str, dict], out: Path) -> 
     return seconds, failed
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2bot recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the recipe YAML (e.g. launch/configs/experiments/p2_spc.yaml)")
@@ -238,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_parallel", type=int, default=0,
                         help="with --parallel, at most this many processes at once (0: no limit); e.g. 2 when memory "
                              "holds only two RL runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.max_parallel < 0:
         parser.error(f"--max_parallel {args.max_parallel}: must be >= 0")

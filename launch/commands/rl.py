@@ -148,9 +148,12 @@ def _needs_transmitter(spec) -> bool:
     return name in ("fluency", "coherence")
 
 
+CONFIG_TYPES = (PPOConfig,)  # what main parses; the docs build its parser from this
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    (cfg,) = parse_configs((PPOConfig,), argv, prog="p2bot rl", description=__doc__)
+    (cfg,) = parse_configs(CONFIG_TYPES, argv, prog="p2bot rl", description=__doc__)
     require_inputs(data={"--data": cfg.data},
                    models={"--model_name_or_path": cfg.model_name_or_path,
                            "--ref_model_name_or_path": cfg.ref_model_name_or_path,

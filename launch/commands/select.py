@@ -86,8 +86,11 @@ def candidate_name(path: Path) -> str:
     return path.parent.name if path.name == "policy" else label(str(path))
 
 
+CONFIG_TYPES = (SelectConfig,)  # what main parses; the docs build its parser from this
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg, out = start_command(SelectConfig, argv, prog="p2bot select", description=__doc__)
+    cfg, out = start_command(*CONFIG_TYPES, argv, prog="p2bot select", description=__doc__)
     rule = cfg.rule()
     try:
         paths = candidate_paths(cfg.candidates)

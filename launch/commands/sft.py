@@ -30,9 +30,12 @@ def load_dialogues(path: str, data_format: str | None, skip: int = 0, limit: int
     return dialogues[:limit] if limit else dialogues
 
 
+CONFIG_TYPES = (TransmitterSFTConfig, TrainingArguments)  # what main parses; the docs build its parser from this
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cfg, args = parse_configs((TransmitterSFTConfig, TrainingArguments), argv, prog="p2bot sft",
+    cfg, args = parse_configs(CONFIG_TYPES, argv, prog="p2bot sft",
                               description=__doc__)
     if args.output_dir in (None, "trainer_output"):
         args.output_dir = DEFAULT_OUTPUT_DIR
