@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recipe": ("launch.commands.recipe", "a whole experiment from one YAML: SFT, Receiver, RL, self-play eval of RL vs SFT"),
     "demo": ("launch.commands.demo", "the whole pipeline on the embedded defaults and the sample data"),
     "bench": ("launch.commands.bench", "throughput benchmarks against seed-style baselines"),
+    "docs": ("launch.commands.docs", "generate, render and check the documentation (reference, results, links)"),
 }
 
 
@@ -46,6 +47,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"\np2bot {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def dispatch(prog: str, subcommands: dict[str, str], argv: list[str] | None, doc: str | None) -> int:
+    """``prog <name> [options]`` for a command with subcommands ``{name: "module:function"}``: the function's exit
+    status on the remaining options."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage_ = f"usage: {prog} {{" + ",".join(subcommands) + f"}} [options]   ({prog} <name> --help)"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage_ + "\n\n" + (doc or "").strip())
+        return 0
+    if argv[0] not in subcommands:
+        print(f"{prog}: unknown subcommand {argv[0]!r}\n{usage_}", file=sys.stderr)
+        return 2
+    module, func = subcommands[argv[0]].split(":")
+    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
 
 
 def run(name: str, rest: list[str]) -> int:

@@ -7,10 +7,8 @@ same examples in the same run, with the peak resident memory of each phase.
 
 from __future__ import annotations
 
-import importlib
 import json
 import resource
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,22 +24,13 @@ BENCHMARKS: dict[str, str] = {
     "selfplay": "launch.bench_selfplay:run",
     "options": "launch.bench_rl_options:run",
 }
-
-
-def usage() -> str:
-    return "usage: p2bot bench {" + ",".join(BENCHMARKS) + "} [options]   (p2bot bench <name> --help)"
+SUBCOMMANDS = BENCHMARKS  # the docs tools (launch.docs.parsers) find every benchmark's parser through this
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage() + "\n\n" + (__doc__ or "").strip())
-        return 0
-    if argv[0] not in BENCHMARKS:
-        print(f"p2bot bench: unknown benchmark {argv[0]!r}\n{usage()}", file=sys.stderr)
-        return 2
-    module, func = BENCHMARKS[argv[0]].split(":")
-    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+    from launch.cli import dispatch
+
+    return dispatch("p2bot bench", BENCHMARKS, argv, __doc__)
 
 
 # --- memory ---

@@ -331,17 +331,22 @@ def blocks(text: str) -> list[tuple[str, str | None, str]]:
 # --- commands: p2bot docs results | record ---
 
 
-def results_command(argv: list[str]) -> int:
-    """``p2bot docs results [--check] [--root DIR]``."""
+def results_parser():
     import argparse
-    import sys
 
     p = argparse.ArgumentParser(prog="p2bot docs results", allow_abbrev=False,
                                 description="Re-render every result block of README.md and docs/**/*.md from "
                                             "docs/results/records/ (and docs/results/ablations.yaml).")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a block is stale")
     p.add_argument("--root", default=".", help="the repository root")
-    args = p.parse_args(argv)
+    return p
+
+
+def results_command(argv: list[str]) -> int:
+    """``p2bot docs results [--check] [--root DIR]``."""
+    import sys
+
+    args = results_parser().parse_args(argv)
     try:
         changed = render_pages(args.root, check=args.check)
     except RecordError as err:
@@ -357,10 +362,8 @@ def results_command(argv: list[str]) -> int:
     return 0
 
 
-def record_command(argv: list[str]) -> int:
-    """``p2bot docs record RESULT_FILE --name NAME --title TITLE``."""
+def record_parser():
     import argparse
-    import sys
 
     p = argparse.ArgumentParser(prog="p2bot docs record", allow_abbrev=False,
                                 description="Commit-ready record of a run's result file: its numbers and provenance, "
@@ -369,6 +372,14 @@ def record_command(argv: list[str]) -> int:
     p.add_argument("--name", required=True, help="the record's name: a page shows it with <!-- result: NAME -->")
     p.add_argument("--title", required=True, help="the table's title")
     p.add_argument("--root", default=".", help="the repository root")
+    return p
+
+
+def record_command(argv: list[str]) -> int:
+    """``p2bot docs record RESULT_FILE --name NAME --title TITLE``."""
+    import sys
+
+    p = record_parser()
     args = p.parse_args(argv)
     if not re.fullmatch(r"[\w.-]+", args.name):
         p.error(f"--name {args.name!r}: letters, digits, '.', '-' and '_' only")
@@ -380,3 +391,6 @@ def record_command(argv: list[str]) -> int:
     print(f"wrote {path}; show it in a page with <!-- result: {args.name} --> ... <!-- /result -->, "
           "then run `p2bot docs results`")
     return 0
+
+
+PARSERS = {"results_command": results_parser, "record_command": record_parser}  # for launch.docs.parsers

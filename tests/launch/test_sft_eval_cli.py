@@ -114,7 +114,7 @@ def test_bench_eval_reports_both_methods(tiny_dir, tmp_path, capsys):
 
 
 def test_bench_dispatcher(capsys):
-    assert bench.main(["nope"]) == 2 and "unknown benchmark" in capsys.readouterr().err
+    assert bench.main(["nope"]) == 2 and "unknown subcommand" in capsys.readouterr().err
     assert bench.main([]) == 0 and "eval" in capsys.readouterr().out
     assert all(":" in target for target in bench.BENCHMARKS.values())
 
