@@ -55,7 +55,7 @@ class PPOConfig:
     value_model_name_or_path: str | None = field(default=None, metadata={
         "help": "ppo: a separate critic (any causal LM with the policy's tokenizer; may be smaller), trained beside the "
                 "policy; default: a value head on the policy's trunk"})
-    torch_dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: float32)"})
+    torch_dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: the checkpoint's own dtype; float32 for the embedded models)"})
     use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters; the reference is the adapter-free base"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
