@@ -119,8 +119,9 @@ def _rl_steps(recipe: dict) -> int:
     return int((recipe.get("rl") or {}).get("max_steps", 30))
 
 
-def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
-    """Each stage's options: the recipe's, with the wiring and the hold-out split enforced on top."""
+def stage_configs(recipe: dict, out: Path, force: bool = False) -> dict[str, dict]:
+    """Each stage's options: the recipe's, with the wiring and the hold-out split enforced on top. An RL stage
+    resumes from its last checkpoint, unless ``force`` (``--force``: it trains again from step 0)."""
     data, held = recipe.get("data", ""), int(recipe["heldout_dialogues"])
     seed = recipe.get("seed", 0)
     seeds = rl_seeds(recipe)
@@ -135,7 +136,7 @@ def stage_configs(recipe: dict, out: Path) -> dict[str, dict]:
         **{stage: dict(model_name_or_path=str(out / "sft" / "model"),
                        receiver_name_or_path=str(out / "receiver" / "model"), data=data, skip_dialogues=held,
                        output_dir=str(rl_dir(out, stage)), seed=_seed_of(stage) if seeds else seed,
-                       resume_from_checkpoint="latest" if _final_policy(rl_dir(out, stage)) else None)
+                       resume_from_checkpoint="latest" if _final_policy(rl_dir(out, stage)) and not force else None)
            for stage in rl_stages},
         "average": dict(models=",".join(finals), output_dir=str(out / "average")),
         "eval": dict(selfplay=True, model=last,
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="overrides the recipe's data (the dialogue file every stage reads)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="comma-separated subset of sft,receiver,rl,average,eval (rl: every RL seed)")
-    parser.add_argument("--force", action="store_true", help="rerun stages whose output is already complete")
+    parser.add_argument("--force", action="store_true", help="rerun every stage from the start, even where its output is complete (RL from step 0)")
     parser.add_argument("--parallel", action="store_true",
                         help="run SFT and the Receiver side by side (two processes, half the CPU threads each), "
                              "and the RL runs of rl_seeds side by side")
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         for stage in stages:
             if stage in side_by_side_done:
                 continue
-            configs = stage_configs(recipe, out)  # after each stage: RL's resume point may have appeared
+            configs = stage_configs(recipe, out, force=args.force)  # after each stage: RL's resume point may have appeared
             if done(stage, out, recipe) and not args.force:
                 print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
                 continue

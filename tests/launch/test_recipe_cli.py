@@ -189,3 +189,11 @@ def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_pa
     assert {"sft+receiver", "rl-seed0+rl-seed1", "rl-seed2"} <= set(saved["wall_seconds"])
     assert main(argv) == 0  # everything complete: nothing reruns
     assert capsys.readouterr().out.count("complete, skipped") == 7
+
+
+def test_rl_resumes_from_its_last_checkpoint_unless_forced(tmp_path):
+    recipe = {"heldout_dialogues": 10, "rl": {"max_steps": 7}}
+    assert stage_configs(recipe, tmp_path)["rl"]["resume_from_checkpoint"] is None  # nothing to resume yet
+    (tmp_path / "rl" / "checkpoint-3" / "policy").mkdir(parents=True)
+    assert stage_configs(recipe, tmp_path)["rl"]["resume_from_checkpoint"] == "latest"
+    assert stage_configs(recipe, tmp_path, force=True)["rl"]["resume_from_checkpoint"] is None
