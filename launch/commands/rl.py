@@ -78,7 +78,9 @@ def load_transmitter(path: str, *, dtype=None, with_value_head: bool = False, lo
     point (and, with ``--use_peft``, the adapter-disabled reference); ``lora`` then adds fresh RL adapters."""
     with option(flag, path):
         model = Transmitter.from_pretrained(path, with_value_head=with_value_head, torch_dtype=dtype)
-    model.merge_lora()
+    if model.is_peft:  # new adapters then record the LoRA-SFT checkpoint as their base (reloaded: merged again)
+        model.merge_lora()
+        model.base_name = path
     if lora is not None:
         from peft import get_peft_model
 

@@ -161,7 +161,13 @@ class Transmitter(PushToHubMixin, nn.Module):
             if lora is not None:
                 raise ValueError(f"{path} already holds LoRA adapters; pass lora=None to continue training them")
             base = meta.get("base") or json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
-            lm = _load_lm(resolve_model_path(base), **kw)
+            base_dir = Path(resolve_model_path(base))
+            if (base_dir / "adapter_config.json").is_file():  # adapters over a LoRA checkpoint: its adapters merged in
+                inner = cls.from_pretrained(str(base_dir), torch_dtype=torch_dtype, trust_remote_code=trust_remote_code)
+                inner.merge_lora()
+                lm = inner.lm
+            else:
+                lm = _load_lm(str(base_dir), **kw)
             lm = PeftModel.from_pretrained(lm, path, is_trainable=True)
             base_name = base
         else:

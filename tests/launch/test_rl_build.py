@@ -78,6 +78,17 @@ def test_rl_from_a_lora_sft_checkpoint_starts_from_and_refers_to_the_sft_model(t
         torch.testing.assert_close(policy.lm(input_ids=ids).logits, sft_logits, atol=1e-4, rtol=1e-4)
     trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith("value_head") for n in trainable)
+    with torch.no_grad():  # trained RL adapters, saved and loaded again: SFT adapters merged, RL adapters on top
+        for n, p in policy.lm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.5)
+        rl_logits = policy.lm(input_ids=ids).logits
+    reloaded = Transmitter.from_pretrained(str(policy.save_pretrained(tmp_path / "rl_policy")))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.lm(input_ids=ids).logits, rl_logits, atol=1e-4, rtol=1e-4)
+        with reloaded.lm.disable_adapter():
+            torch.testing.assert_close(reloaded.lm(input_ids=ids).logits, sft_logits, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(rl_logits, sft_logits, atol=1e-3)
 
 
 def test_bf16_reference_and_scorers_share_the_policy_dtype(tmp_path, tiny, tiny_receiver_dir):
