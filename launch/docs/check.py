@@ -158,7 +158,7 @@ def _segments(line: str, inline: bool) -> list[list[str]]:
         return []
     out, cur = [], []
     for tok in tokens:
-        if not inline and tok and set(tok) <= set("|&;()"):
+        if tok and (set(tok) <= set("|&;()") if not inline else tok in ("&&", "||", ";")):
             out.append(cur)
             cur = []
         else:
