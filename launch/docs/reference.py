@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,33 @@ or as a key `name: value` of the YAML file passed with `--config`; the command l
 """
 
 
-def _type_name(field: dataclasses.Field) -> str:
-    t = field.type
-    name = t if isinstance(t, str) else getattr(t, "__name__", str(t))
-    return name.replace("typing.", "").replace("Optional[", "optional[")
+def _annotation(config_type: type, name: str):
+    """The field's annotation as the class wrote it (HfArgumentParser replaces ``Field.type`` with the resolved
+    type once a parser is built, so ``Field.type`` depends on what ran before)."""
+    for klass in config_type.__mro__:
+        annotations = klass.__dict__.get("__annotations__", {})
+        if name in annotations:
+            return annotations[name]
+    return None
+
+
+def _type_text(t) -> str:
+    if isinstance(t, str):
+        return t
+    if isinstance(t, type) and not typing.get_args(t):
+        return t.__name__
+    args = typing.get_args(t)
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else _type_text(a) for a in args)
+    if args:
+        origin = typing.get_origin(t)
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_text(a) for a in args)}]"
+    return str(t).replace("typing.", "")
+
+
+def _type_name(config_type: type, field: dataclasses.Field) -> str:
+    return _type_text(_annotation(config_type, field.name) or field.type).replace("Optional[", "optional[")
 
 
 def _default(field: dataclasses.Field) -> Any:
@@ -77,7 +102,7 @@ def dataclass_rows(config_type: type) -> list[tuple[str, str, str, str]]:
     for f in dataclasses.fields(config_type):
         if not f.init or f.name.startswith("_") or (shown is not None and f.name not in shown):
             continue
-        rows.append((f.name, _cell(_type_name(f)), _code(_default(f)), _cell(f.metadata.get("help", ""))))
+        rows.append((f.name, _cell(_type_name(config_type, f)), _code(_default(f)), _cell(f.metadata.get("help", ""))))
     return rows
 
 
