@@ -235,9 +235,18 @@ def _duration(seconds: float | None) -> str:
     return f"{h} h {m} min" if h else (f"{m} min {s} s" if m else f"{s} s")
 
 
+SHARED_DATA = re.compile(r"(?:\.\./|/[\w.-]+/)*shared/data/[\w.-]+/")
+
+
+def portable(text: str) -> str:
+    """A path into the data folder of the machine a run used, shown as ``data/FILE`` (where the docs' example configs
+    expect a user's copy); the record keeps the path as run."""
+    return SHARED_DATA.sub("data/", text)
+
+
 def provenance_lines(record: dict, page_dir: Path, root: Path) -> str:
     """The footer of a rendered table: command, commit, machine, date, wall time, result file, resolved config."""
-    p = record["provenance"]
+    p = {**record["provenance"], "command": portable(record["provenance"]["command"])}
     link = os.path.relpath(root / RECORDS_DIR / f"{record['name']}.json", page_dir)
     lines = [f"Command: `{p['command']}`  ",
              f"Commit `{p['commit'][:12]}` · {p['machine']} · {str(p['date'])[:10]} · wall time "
@@ -247,7 +256,7 @@ def provenance_lines(record: dict, page_dir: Path, root: Path) -> str:
         lines.append(f"Transcribed, not written by the run: {p.get('origin_note', '')}".rstrip())
     config = p.get("config")
     if isinstance(config, dict):
-        dumped = yaml.safe_dump(config, sort_keys=True, default_flow_style=False, allow_unicode=True).rstrip()
+        dumped = portable(yaml.safe_dump(config, sort_keys=True, default_flow_style=False, allow_unicode=True).rstrip())
         lines += ["", "<details><summary>resolved config</summary>", "", "```yaml", dumped, "```", "", "</details>"]
     elif config:
         lines[-1] += "  "
@@ -258,7 +267,7 @@ def provenance_lines(record: dict, page_dir: Path, root: Path) -> str:
 def render(record: dict, view: str | None, page_dir: Path, root: Path) -> str:
     body = RENDERERS[record["kind"]](record["result"], view)
     if view == "headline":
-        p = record["provenance"]
+        p = {**record["provenance"], "command": portable(record["provenance"]["command"])}
         link = os.path.relpath(root / RECORDS_DIR / f"{record['name']}.json", page_dir)
         return (f"{body}\n\n`{p['command']}` · commit `{p['commit'][:12]}` · {p['machine']} · {str(p['date'])[:10]} · "
                 f"wall time {_duration(p.get('wall_time_s'))} · [result file]({link})")

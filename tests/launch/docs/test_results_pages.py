@@ -100,3 +100,11 @@ def test_bad_files_are_refused_naming_file_and_field(tmp_path):
     (tmp_path / ABLATIONS_FILE).write_text(yaml.safe_dump([{"id": "a", "variant": "v"}]))
     with pytest.raises(RecordError, match=r"ablations.yaml: item 0 \(a\): field 'config_diff' is missing"):
         render_ablations(tmp_path)
+
+
+def test_rendered_paths_into_a_machines_data_folder_read_as_data_files():
+    from launch.docs.results import portable
+
+    assert portable("--data ../shared/data/synthetic-persona-chat/x.csv") == "--data data/x.csv"
+    assert portable("data: /work/shared/data/spc/x.csv") == "data: data/x.csv"
+    assert portable("--data runs/shared_data/x.csv") == "--data runs/shared_data/x.csv"
