@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,9 +96,11 @@ class Composite:
     def components(self, prompts: list, completions: list, **kwargs: Any) -> dict[str, list[float | None]]:
         """Raw values of every component, checked (length, numbers, finiteness)."""
         out = {}
+        profiler = getattr(self, "profiler", None)
         for c in self.terms:
             try:
-                values = c.reward(prompts=prompts, completions=completions, **kwargs)
+                with profiler.phase(f"reward/{c.name}") if profiler is not None else contextlib.nullcontext():
+                    values = c.reward(prompts=prompts, completions=completions, **kwargs)
             except RewardError:
                 raise
             except Exception as err:

@@ -19,6 +19,7 @@ from transformers import get_scheduler
 from trl.trainer.utils import disable_dropout_in_model
 
 from models.generation.sampling import stop_token_ids
+from models.infra.profiling import NULL_PROFILER
 from rl.advantages import kl_penalty, whiten
 from rl.algorithms import ALGO_SPECS, compute_advantages
 from rl.config import PPOConfig
@@ -108,6 +109,7 @@ class PPOTrainer:
                 lagged_partner.sync(bare, 0)
         self.kl_ctl = build_kl_controller(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
         self.global_step = 0
+        self.profiler = NULL_PROFILER  # a models.infra.profiling.PhaseProfiler times the stages (p2bot bench profile)
 
     # --- setup helpers ---
     def _prepare_ref(self, ref_policy):
@@ -185,10 +187,13 @@ class PPOTrainer:
             self.model.eval()
             for idx in chunks:
                 part = exp.select(idx)
-                out = self._forward(self.model, part, with_values=self.spec.critic)
+                tokens = int(part.attention_mask.sum())
+                with self.profiler.phase("experience/policy_forward", tokens):
+                    out = self._forward(self.model, part, with_values=self.spec.critic)
                 old.append(out.logprobs)
                 values.append(out.values)
-                ref.append(self._ref_logprobs(part))
+                with self.profiler.phase("experience/reference_forward", tokens):
+                    ref.append(self._ref_logprobs(part))
             self.model.train()
         exp.old_logprobs = torch.cat(old)
         exp.old_values = torch.cat(values) if values[0] is not None else None
@@ -260,9 +265,12 @@ class PPOTrainer:
                 bad_in_mb = False
                 for micro_idx in mb_idx.tensor_split(n_acc):
                     with acc.accumulate(self.model):
-                        loss, stats = self._loss(exp.select(micro_idx.to(exp.input_ids.device)))
+                        micro = exp.select(micro_idx.to(exp.input_ids.device))
+                        with self.profiler.phase("update/forward", int(micro.attention_mask.sum())):
+                            loss, stats = self._loss(micro)
                         if self._all_ranks(bool(torch.isfinite(loss))):
-                            acc.backward(loss)
+                            with self.profiler.phase("update/backward", int(micro.attention_mask.sum())):
+                                acc.backward(loss)
                             for k, v in stats.items():
                                 sums[k].append(float(v))
                         else:  # NaN/inf guard: this micro-batch contributes nothing, on every process
@@ -276,8 +284,9 @@ class PPOTrainer:
                             if bad_in_mb and not is_deepspeed(acc):
                                 skipped_steps += 1  # drop the partial step rather than apply it
                             else:
-                                self.optimizer.step()
-                                self.scheduler.step()
+                                with self.profiler.phase("update/optimizer"):
+                                    self.optimizer.step()
+                                    self.scheduler.step()
                             self.optimizer.zero_grad()
         if skipped_micro:
             logger.warning("NaN/inf loss in %d micro-batch(es) at step %d: their updates were skipped", skipped_micro, self.global_step)
@@ -296,7 +305,8 @@ class PPOTrainer:
         if not rollouts:
             raise ValueError("step() needs at least one rollout")
         # --- experience ---
-        exp, rows = self.make_experience(rollouts)
+        with self.profiler.phase("experience"):
+            exp, rows = self.make_experience(rollouts)
         inputs_ok = all(bool(torch.isfinite(t[exp.response_mask.bool()]).all()) for t in
                         (exp.old_logprobs, exp.ref_logprobs, exp.old_values) if t is not None)
         inputs_ok = inputs_ok and bool(torch.isfinite(exp.turn_scores[exp.turn_mask > 0]).all())
@@ -308,7 +318,8 @@ class PPOTrainer:
             # --- advantages ---
             stats.update(self.compute_advantages(exp, rows))
             # --- update ---
-            stats.update(self.update(exp))
+            with self.profiler.phase("update"):
+                stats.update(self.update(exp))
             stats["guard/skipped_update"] = 0.0
         stats = mean_over_processes(self.accelerator, stats)
         stats.update(reward_components(self.accelerator, rollouts))

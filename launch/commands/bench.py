@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "receiver": "launch.bench_receiver:run",
     "selfplay": "launch.bench_selfplay:run",
     "options": "launch.bench_rl_options:run",
+    "profile": "launch.bench_profile:run",
 }
 SUBCOMMANDS = BENCHMARKS  # the docs tools (launch.docs.parsers) find every benchmark's parser through this
 

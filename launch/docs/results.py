@@ -28,11 +28,11 @@ RECORDS_DIR = Path("docs") / "results" / "records"
 ABLATIONS_FILE = Path("docs") / "results" / "ablations.yaml"
 BLOCK = re.compile(r"(<!-- result: (?P<name>[\w.-]+)(?: (?P<view>[\w.-]+))? -->\n)(?P<body>.*?)(<!-- /result -->)",
                    re.S)
-KINDS = ("table", "selfplay", "bench_eval", "bench_selfplay", "bench_receiver", "bench_options")
+KINDS = ("table", "selfplay", "bench_eval", "bench_selfplay", "bench_receiver", "bench_options", "bench_profile")
 # result file name a run writes -> record kind
 RESULT_FILES = {"selfplay_results.json": "selfplay", "bench_eval.json": "bench_eval",
                 "bench_selfplay.json": "bench_selfplay", "bench_receiver.json": "bench_receiver",
-                "bench_options.json": "bench_options"}
+                "bench_options.json": "bench_options", "bench_profile.json": "bench_profile"}
 
 
 class RecordError(ValueError):
@@ -222,9 +222,15 @@ def _bench_options(r: dict, view: str | None) -> str:
     return f"*task {r['task']}, {r['max_steps']} iterations per variant, start model {r['start_model']}*\n\n" + table(r)
 
 
+def _bench_profile(r: dict, view: str | None) -> str:
+    return (f"*{r['steps']} profiled iteration(s), {r['dialogues_per_step']} dialogues per step: "
+            f"{r['iteration_s']:.1f} s per iteration; shares are of the iteration, peak RSS is the process's*\n\n"
+            + r["table"])
+
+
 RENDERERS: dict[str, Callable[[dict, str | None], str]] = {
     "table": _table, "selfplay": _selfplay, "bench_eval": _bench_eval, "bench_selfplay": _bench_selfplay,
-    "bench_receiver": _bench_receiver, "bench_options": _bench_options}
+    "bench_receiver": _bench_receiver, "bench_options": _bench_options, "bench_profile": _bench_profile}
 
 
 def _duration(seconds: float | None) -> str:
