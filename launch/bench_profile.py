@@ -35,6 +35,14 @@ class ProfileConfig:
 CONFIG_TYPES = (PPOConfig, ProfileConfig)  # what run parses; the docs build its parser from this
 
 
+def _timed(profiler, phase: str, method):
+    def timed(*args, **kwargs):
+        with profiler.phase(phase):
+            return method(*args, **kwargs)
+
+    return timed
+
+
 def profile_iterations(run, steps: int, checkpoint_dir: str | None, profiler) -> dict:
     """``steps`` timed iterations of ``run`` (a ``launch.commands.rl.Run``); the profiler's phases."""
     from rl.checkpoint import save_checkpoint
@@ -42,6 +50,9 @@ def profile_iterations(run, steps: int, checkpoint_dir: str | None, profiler) ->
     trainer, env = run.trainer, run.env
     trainer.profiler = profiler
     env.reward_fn.profiler = profiler
+    for name in ("make_experience", "update"):  # the stages of PPOTrainer.step, timed whole
+        setattr(trainer, name, _timed(profiler, "experience" if name == "make_experience" else name,
+                                      getattr(trainer, name)))
     for _ in range(steps):
         step = trainer.global_step
         with profiler.phase("iteration"):

@@ -108,8 +108,7 @@ class PPOTrainer:
             with self.generation_model() as bare:
                 lagged_partner.sync(bare, 0)
         self.kl_ctl = build_kl_controller(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
-        self.global_step = 0
-        self.profiler = NULL_PROFILER  # a models.infra.profiling.PhaseProfiler times the stages (p2bot bench profile)
+        self.global_step, self.profiler = 0, NULL_PROFILER  # p2bot bench profile sets a PhaseProfiler
 
     # --- setup helpers ---
     def _prepare_ref(self, ref_policy):
@@ -187,8 +186,7 @@ class PPOTrainer:
             self.model.eval()
             for idx in chunks:
                 part = exp.select(idx)
-                tokens = int(part.attention_mask.sum())
-                with self.profiler.phase("experience/policy_forward", tokens):
+                with self.profiler.phase("experience/policy_forward", tokens := int(part.attention_mask.sum())):
                     out = self._forward(self.model, part, with_values=self.spec.critic)
                 old.append(out.logprobs)
                 values.append(out.values)
@@ -266,10 +264,10 @@ class PPOTrainer:
                 for micro_idx in mb_idx.tensor_split(n_acc):
                     with acc.accumulate(self.model):
                         micro = exp.select(micro_idx.to(exp.input_ids.device))
-                        with self.profiler.phase("update/forward", int(micro.attention_mask.sum())):
+                        with self.profiler.phase("update/forward", tokens := int(micro.attention_mask.sum())):
                             loss, stats = self._loss(micro)
                         if self._all_ranks(bool(torch.isfinite(loss))):
-                            with self.profiler.phase("update/backward", int(micro.attention_mask.sum())):
+                            with self.profiler.phase("update/backward", tokens):
                                 acc.backward(loss)
                             for k, v in stats.items():
                                 sums[k].append(float(v))
@@ -305,8 +303,7 @@ class PPOTrainer:
         if not rollouts:
             raise ValueError("step() needs at least one rollout")
         # --- experience ---
-        with self.profiler.phase("experience"):
-            exp, rows = self.make_experience(rollouts)
+        exp, rows = self.make_experience(rollouts)
         inputs_ok = all(bool(torch.isfinite(t[exp.response_mask.bool()]).all()) for t in
                         (exp.old_logprobs, exp.ref_logprobs, exp.old_values) if t is not None)
         inputs_ok = inputs_ok and bool(torch.isfinite(exp.turn_scores[exp.turn_mask > 0]).all())
@@ -318,8 +315,7 @@ class PPOTrainer:
             # --- advantages ---
             stats.update(self.compute_advantages(exp, rows))
             # --- update ---
-            with self.profiler.phase("update"):
-                stats.update(self.update(exp))
+            stats.update(self.update(exp))
             stats["guard/skipped_update"] = 0.0
         stats = mean_over_processes(self.accelerator, stats)
         stats.update(reward_components(self.accelerator, rollouts))
