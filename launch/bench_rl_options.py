@@ -28,7 +28,7 @@ import yaml
 from data_prep.files.atomic import write_text_atomic
 
 VARIANTS: dict[str, list[str]] = {
-    "ppo (turn, gae, value head)": [],
+    "ppo (turn, gae, value head)": ["--episode_layout", "turn"],
     "ppo, speaker episodes": ["--episode_layout", "speaker"],
     "ppo, speaker, episode_gae": ["--episode_layout", "speaker", "--advantage_estimator", "episode_gae"],
     "ppo, speaker, turn_gae": ["--episode_layout", "speaker", "--advantage_estimator", "turn_gae"],

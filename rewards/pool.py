@@ -27,6 +27,9 @@ class ScorerPool:
         device, torch_dtype: where and how models loaded by the pool live.
         load_context: a callable returning the context manager models are loaded in (``p2bot rl`` loads frozen
             scorers outside ZeRO-3 partitioning this way).
+        lm_memo: a ``models.scoring.scorers.LogprobMemo`` the LM scorer records its log-probs in (``p2bot rl``
+            reads the reference log-probs from it when the reference is the pool's transmitter).
+        bf16: the LM scorer runs under bfloat16 autocast (``p2bot rl --bf16``).
     """
 
     def __init__(
@@ -42,12 +45,14 @@ class ScorerPool:
         device: Any = None,
         torch_dtype: Any = None,
         load_context: Any = None,
+        lm_memo: Any = None,
+        bf16: bool = False,
     ):
         self.policy_path, self.receiver_path = policy, receiver
         self._transmitter, self._receiver, self._formatter = transmitter, receiver_model, formatter
         self.disable_adapter, self.max_history_tokens = disable_adapter, max_history_tokens
         self.device, self.torch_dtype = device, torch_dtype
-        self.load_context = load_context or contextlib.nullcontext
+        self.load_context, self.lm_memo, self.bf16 = load_context or contextlib.nullcontext, lm_memo, bf16
         self._lm_scorer = self._nup_scorer = None
         self._owned: list = []  # models this pool loaded (setup moves only these)
         self._used: set[str] = set()  # the roles rewards have scored with (``reward_models``)
@@ -95,7 +100,8 @@ class ScorerPool:
             from models.scoring.scorers import LMScorer
 
             t = self.transmitter()
-            self._lm_scorer = LMScorer(t, t.tokenizer, disable_adapter=self.disable_adapter)
+            self._lm_scorer = LMScorer(t, t.tokenizer, disable_adapter=self.disable_adapter, memo=self.lm_memo,
+                                       bf16=self.bf16)
         return self._lm_scorer
 
     def nup_scorer(self):

@@ -112,3 +112,31 @@ def collate(rollouts: list[Rollout], pad_token_id: int, device: torch.device | s
     exp = Experience(input_ids, attention_mask, response_index, response_ids, response_mask * scored, turn_ids=turn_ids,
                      turn_scores=scores, turn_mask=scored, temperature=torch.tensor([float(r.temperature) for r in rollouts]))
     return exp.to(device)
+
+
+def trim_left(exp: Experience) -> Experience:
+    """The same rows without the leading columns that are padding in every row (fewer positions to encode).
+
+    Position ids come from the attention mask, so every kept token sees the same context at the same position."""
+    used = exp.attention_mask.any(0).nonzero()
+    start = int(used[0]) if len(used) else 0
+    if start == 0:
+        return exp
+    out = exp._map(lambda t: t)
+    out.input_ids, out.attention_mask = exp.input_ids[:, start:], exp.attention_mask[:, start:]
+    out.response_index = (exp.response_index - start).clamp(min=0)  # padded entries (index 0) stay in range
+    return out
+
+
+def micro_batches(exp: Experience, idx: torch.Tensor, n: int) -> list[tuple[Experience, float]]:
+    """The rows ``idx`` of a mini-batch as ``n`` micro-batches, each with its loss weight.
+
+    Rows are grouped by length (least padding) and each micro-batch drops its all-padding columns. The weight,
+    ``n`` × the micro-batch's share of the mini-batch's trained tokens, makes the accumulated gradient (the backward
+    divides by ``n``) of every loss term that is a mean over trained tokens equal to that of the whole mini-batch in
+    one pass, however the rows are split; a term averaged over other positions (the copy guard's) is averaged per
+    micro-batch."""
+    idx = idx[torch.argsort(exp.attention_mask[idx].sum(1), stable=True)]
+    total = exp.response_mask[idx].sum().clamp(min=1.0)
+    parts = [trim_left(exp.select(part)) for part in idx.tensor_split(n)]
+    return [(mb, float(n * mb.response_mask.sum() / total)) for mb in parts]

@@ -34,8 +34,8 @@ from rl.distributed import (
     zero_stage,
 )
 from rl.episodes import LAYOUTS
-from rl.experience import Experience, Rollout
-from rl.forward import PolicyOutput, policy_forward
+from rl.experience import Experience, Rollout, micro_batches, trim_left
+from rl.forward import PolicyOutput, autocast, memo_or_forward, policy_forward
 from rl.guards import AuxLoss, build_aux_losses
 from rl.kl import build_kl_controller
 from rl.losses import entropy_loss, kl_loss, policy_loss, reinforce_loss, value_loss
@@ -109,8 +109,8 @@ class PPOTrainer:
                 lagged_partner.sync(bare, 0)
         self.kl_ctl = build_kl_controller(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
         self.global_step, self.profiler = 0, NULL_PROFILER  # p2bot bench profile sets a PhaseProfiler
+        self.ref_memo = None  # a LogprobMemo of the reference's log-probs, filled by a scorer (rl.forward.memo_or_forward)
 
-    # --- setup helpers ---
     def _prepare_ref(self, ref_policy):
         if ref_policy is None:
             return None
@@ -136,32 +136,32 @@ class PPOTrainer:
             import deepspeed
 
             gather = deepspeed.zero.GatheredParameters(list(self.model.parameters()))
-        with gather, torch.no_grad():
+        with gather, torch.no_grad(), autocast(self.config.bf16, self.accelerator.device):
             model.eval()
             try:
                 yield model
             finally:
                 model.train()
 
-    # --- forward ---
     def _forward(self, model, exp: Experience, with_values: bool, with_entropy: bool = False,
                  with_logits: bool = False) -> PolicyOutput:
         """``rl.forward.policy_forward``; the entropy is a logged statistic (no gradients) unless entropy_coef > 0."""
-        return policy_forward(model, exp, with_values, with_entropy, entropy_grad=self.config.entropy_coef > 0,
-                              with_logits=with_logits)
+        with autocast(self.config.bf16, self.accelerator.device):
+            return policy_forward(model, exp, with_values, with_entropy, entropy_grad=self.config.entropy_coef > 0,
+                                  with_logits=with_logits)
 
     def _ref_logprobs(self, exp: Experience) -> torch.Tensor | None:
-        if self.ref_model is not None:
-            return self._forward(self.ref_model, exp, with_values=False)[0]
-        if self.use_peft:
-            with self.policy.lm.disable_adapter():
-                return self._forward(self.model, exp, with_values=False)[0]
-        return None
+        if self.ref_model is None and not self.use_peft:
+            return None
+
+        def forward(part):  # the reference: the frozen model, or with LoRA the policy with its adapter disabled
+            with contextlib.nullcontext() if self.ref_model is not None else self.policy.lm.disable_adapter():
+                return self._forward(self.model if self.ref_model is None else self.ref_model, part, with_values=False)[0]
+        return memo_or_forward(self.ref_memo, exp, forward)
 
     def _all_ranks(self, flag: bool) -> bool:
         return all_ranks(self.accelerator, flag)
 
-    # --- stages ---
     def make_experience(self, rollouts: list[Rollout]) -> tuple[Experience, list[list[Rollout]]]:
         """Lay rollouts out in rows (``episode_layout``) and add what each auxiliary loss needs, old log-probs,
         reference log-probs and old values.
@@ -185,7 +185,7 @@ class PPOTrainer:
         with torch.no_grad():
             self.model.eval()
             for idx in chunks:
-                part = exp.select(idx)
+                part = trim_left(exp.select(idx))
                 with self.profiler.phase("experience/policy_forward", tokens := int(part.attention_mask.sum())):
                     out = self._forward(self.model, part, with_values=self.spec.critic)
                 old.append(out.logprobs)
@@ -196,6 +196,8 @@ class PPOTrainer:
         exp.old_logprobs = torch.cat(old)
         exp.old_values = torch.cat(values) if values[0] is not None else None
         exp.ref_logprobs = torch.cat(ref) if ref[0] is not None else None
+        if self.ref_memo is not None:
+            self.ref_memo.clear()
         return exp, layout.rows
 
     def compute_advantages(self, exp: Experience, rows: list[list[Rollout]]) -> dict[str, float]:
@@ -244,7 +246,8 @@ class PPOTrainer:
         return loss, stats
 
     def update(self, exp: Experience) -> dict[str, float]:
-        """``num_ppo_epochs`` passes of ``num_mini_batches`` optimizer steps, each over ``gradient_accumulation_steps`` micro-batches.
+        """``num_ppo_epochs`` passes of ``num_mini_batches`` optimizer steps, each over ``gradient_accumulation_steps``
+        micro-batches weighted by their trained tokens (``rl.experience.micro_batches``).
 
         A micro-batch whose loss is NaN/inf on any process gets no backward anywhere; without DeepSpeed its
         mini-batch's optimizer step is dropped, under DeepSpeed (which steps inside ``backward``) the step still
@@ -261,14 +264,13 @@ class PPOTrainer:
             perm = torch.randperm(len(exp))
             for mb_idx in perm.tensor_split(n_mb):
                 bad_in_mb = False
-                for micro_idx in mb_idx.tensor_split(n_acc):
+                for micro, weight in micro_batches(exp, mb_idx.to(exp.input_ids.device), n_acc):
                     with acc.accumulate(self.model):
-                        micro = exp.select(micro_idx.to(exp.input_ids.device))
                         with self.profiler.phase("update/forward", tokens := int(micro.attention_mask.sum())):
                             loss, stats = self._loss(micro)
                         if self._all_ranks(bool(torch.isfinite(loss))):
                             with self.profiler.phase("update/backward", tokens):
-                                acc.backward(loss)
+                                acc.backward(loss * weight)
                             for k, v in stats.items():
                                 sums[k].append(float(v))
                         else:  # NaN/inf guard: this micro-batch contributes nothing, on every process
@@ -293,7 +295,6 @@ class PPOTrainer:
         out["guard/skipped_optimizer_steps"] = float(skipped_steps)
         return out
 
-    # --- the public step ---
     def step(self, rollouts: list[Rollout]) -> dict[str, float]:
         """One update from ``rollouts`` (query ids, response ids, score; ``group`` keys the REINFORCE baseline).
 
@@ -302,7 +303,6 @@ class PPOTrainer:
         """
         if not rollouts:
             raise ValueError("step() needs at least one rollout")
-        # --- experience ---
         exp, rows = self.make_experience(rollouts)
         inputs_ok = all(bool(torch.isfinite(t[exp.response_mask.bool()]).all()) for t in
                         (exp.old_logprobs, exp.ref_logprobs, exp.old_values) if t is not None)
@@ -312,9 +312,7 @@ class PPOTrainer:
             logger.warning("step %d: non-finite scores, log-probs or values; the update is skipped", self.global_step)
             stats["guard/skipped_update"] = 1.0
         else:
-            # --- advantages ---
             stats.update(self.compute_advantages(exp, rows))
-            # --- update ---
             stats.update(self.update(exp))
             stats["guard/skipped_update"] = 0.0
         stats = mean_over_processes(self.accelerator, stats)
@@ -330,7 +328,6 @@ class PPOTrainer:
             stats["partner/synced_at"] = float(self.lagged_partner.synced_at)
         return stats
 
-    # --- state for checkpoints ---
     def save_extra_state(self, directory) -> None:
         """Main process, inside a checkpoint being written: what ``accelerator.save_state`` does not hold."""
         if self.lagged_partner is not None:

@@ -24,6 +24,8 @@ BENCHMARKS: dict[str, str] = {
     "selfplay": "launch.bench_selfplay:run",
     "options": "launch.bench_rl_options:run",
     "profile": "launch.bench_profile:run",
+    "profile-compare": "launch.bench_profile_compare:run",
+    "anchor": "launch.bench_anchor:run",
 }
 SUBCOMMANDS = BENCHMARKS  # the docs tools (launch.docs.parsers) find every benchmark's parser through this
 

@@ -19,6 +19,7 @@ from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, require_inputs
 from models.networks.transmitter import Transmitter
 from models.prompting.prompt import PromptFormatter
+from models.scoring.scorers import LogprobMemo
 from rewards import ScorerPool, build_composite
 from rl.config import PPOConfig
 from rl.loop import train
@@ -119,8 +120,12 @@ def build_run(cfg: PPOConfig, accelerator) -> Run:
             ref = freeze(load_transmitter(cfg.ref_model_name_or_path or cfg.model_name_or_path, dtype=dtype,
                                           flag="--ref_model_name_or_path"))
         partner = lagged = None
-        if cfg.partner == "frozen":
-            partner = freeze(load_transmitter(cfg.partner_model_name_or_path or cfg.model_name_or_path, dtype=dtype,
+        partner_path = cfg.partner_model_name_or_path or cfg.model_name_or_path
+        if cfg.partner == "frozen" and ref is not None and not zero3 and partner_path == (
+                cfg.ref_model_name_or_path or cfg.model_name_or_path):
+            partner = ref.to(accelerator.device)  # the same frozen weights: one copy plays the partner and the reference
+        elif cfg.partner == "frozen":
+            partner = freeze(load_transmitter(partner_path, dtype=dtype,
                                               flag="--partner_model_name_or_path")).to(accelerator.device)
         elif cfg.partner == "lagged":  # the same architecture as the policy; synced from it when the trainer starts
             partner = freeze(load_transmitter(cfg.model_name_or_path, dtype=dtype, lora=lora_config(cfg))).to(accelerator.device)
@@ -131,12 +136,17 @@ def build_run(cfg: PPOConfig, accelerator) -> Run:
         pool_model = shared
         if pool_model is None and any(_needs_transmitter(r) for r in cfg.reward_funcs):
             pool_model = freeze(load_transmitter(cfg.ref_model_name_or_path or cfg.model_name_or_path, dtype=dtype))
+    # the pool scores in the policy's own prompts; when its transmitter is the reference, the fluency reward's
+    # log-probs are the reference log-probs of the same tokens, and the trainer reads them instead of recomputing
+    memo = LogprobMemo() if shared is not None else None
     pool = ScorerPool(policy=cfg.ref_model_name_or_path or cfg.model_name_or_path, receiver=cfg.receiver_name_or_path,
-                      transmitter=pool_model, torch_dtype=dtype, load_context=lambda: frozen_load(accelerator))
+                      transmitter=pool_model, torch_dtype=dtype, load_context=lambda: frozen_load(accelerator),
+                      max_history_tokens=cfg.max_history_tokens, lm_memo=memo, bf16=cfg.bf16)
     reward_fn = build_composite(cfg.reward_funcs, cfg.reward_weights, pool=pool)
     formatter = PromptFormatter(policy.tokenizer, max_history_tokens=cfg.max_history_tokens)
     trainer = PPOTrainer(cfg, policy, ref, reward_fn, accelerator, value_model=value_model,
                          end_token_ids=[formatter.end_token_id], lagged_partner=lagged)
+    trainer.ref_memo = memo
     if hasattr(reward_fn, "setup"):
         reward_fn.setup(accelerator)
     with option("--data"):

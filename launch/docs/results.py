@@ -28,11 +28,13 @@ RECORDS_DIR = Path("docs") / "results" / "records"
 ABLATIONS_FILE = Path("docs") / "results" / "ablations.yaml"
 BLOCK = re.compile(r"(<!-- result: (?P<name>[\w.-]+)(?: (?P<view>[\w.-]+))? -->\n)(?P<body>.*?)(<!-- /result -->)",
                    re.S)
-KINDS = ("table", "selfplay", "bench_eval", "bench_selfplay", "bench_receiver", "bench_options", "bench_profile")
+KINDS = ("table", "selfplay", "bench_eval", "bench_selfplay", "bench_receiver", "bench_options", "bench_profile",
+         "bench_profile_compare", "bench_anchor")
 # result file name a run writes -> record kind
 RESULT_FILES = {"selfplay_results.json": "selfplay", "bench_eval.json": "bench_eval",
                 "bench_selfplay.json": "bench_selfplay", "bench_receiver.json": "bench_receiver",
-                "bench_options.json": "bench_options", "bench_profile.json": "bench_profile"}
+                "bench_options.json": "bench_options", "bench_profile.json": "bench_profile",
+                "bench_profile_compare.json": "bench_profile_compare", "bench_anchor.json": "bench_anchor"}
 
 
 class RecordError(ValueError):
@@ -81,6 +83,9 @@ def make_record(result_path: str | os.PathLike, name: str, title: str) -> dict:
     if kind == "selfplay":
         result = {k: result[k] for k in ("models", "labels", "data", "num_pairs", "dialogues_per_pair", "exchanges",
                                          "judges", "summaries", "comparison", "seconds", "warnings") if k in result}
+    if kind == "bench_anchor":  # per-iteration trainer statistics stay in the run folder
+        for it in result.get("p2bot", {}).get("iterations", []):
+            it.pop("stats", None)
     return {"name": name, "title": title, "kind": kind, "provenance": provenance, "result": result}
 
 
@@ -228,9 +233,34 @@ def _bench_profile(r: dict, view: str | None) -> str:
             + r["table"])
 
 
+def _bench_profile_compare(r: dict, view: str | None) -> str:
+    return (f"*each run profiled on its own, one after the other; seconds per iteration are the mean of "
+            f"{r['runs'][0]['steps']} iteration(s)*\n\n" + r["table"])
+
+
+def _bench_anchor(report: dict, view: str | None) -> str:
+    """p2bot beside TRL 1.12's PPO (``p2bot bench anchor``): s/iteration and peak RSS, ratios and targets."""
+    ours, anchor, ratios, setup = report["p2bot"], report.get("anchor"), report.get("ratios"), report["setup"]
+    head = f"*PPO, {setup['iters']} iterations x {setup['epochs']} epochs, batch {setup['batch_size']}, at most " \
+           f"{setup['response_length']} new tokens, {setup['torch_threads']} thread(s); peak RSS: ru_maxrss, model " \
+           f"loading included*\n\n"
+    columns = ["", "p2bot"] + (["TRL 1.12", "p2bot / TRL", "target", "met"] if anchor else [])
+    rows = []
+    for label, key, akey in (("s per iteration", "seconds_per_iteration", "per_iter_s"),
+                             ("peak RSS (GB)", "peak_rss_gb", "peak_rss_gb")):
+        row = [label, f"{ours[key]:.2f}"]
+        if anchor:
+            r = ratios[key]
+            row += [f"{anchor[akey]:.2f}", f"{r['ratio']:.2f}x", f"<= {r['target']:.2f}x",
+                    "yes" if r["meets_target"] else "no"]
+        rows.append(row)
+    return head + markdown(columns, rows)
+
+
 RENDERERS: dict[str, Callable[[dict, str | None], str]] = {
     "table": _table, "selfplay": _selfplay, "bench_eval": _bench_eval, "bench_selfplay": _bench_selfplay,
-    "bench_receiver": _bench_receiver, "bench_options": _bench_options, "bench_profile": _bench_profile}
+    "bench_receiver": _bench_receiver, "bench_options": _bench_options, "bench_profile": _bench_profile,
+    "bench_profile_compare": _bench_profile_compare, "bench_anchor": _bench_anchor}
 
 
 def _duration(seconds: float | None) -> str:

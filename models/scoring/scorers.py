@@ -35,6 +35,36 @@ def _forward_parameters(model) -> set[str]:
     return set(inspect.signature(base.forward).parameters)
 
 
+class LogprobMemo:
+    """Token log-probs a frozen LM has computed, for a later pass of the same model over the same tokens to read.
+
+    ``LMScorer(memo=...)`` adds every span it scores; ``lookup`` finds a span of a sequence inside any recorded
+    sequence with the same tokens up to the span's end (the causal LM saw the same context). RL's reference forward
+    reads the fluency reward's log-probs this way (``rl.forward.memo_or_forward``) when both score with one model.
+    """
+
+    def __init__(self):
+        self.entries: list[tuple[list[int], int, torch.Tensor]] = []  # (ids up to the span's end, span start, log-probs)
+
+    def add(self, sequence: Sequence[int], start: int, end: int, logprobs: torch.Tensor) -> None:
+        if end > start:
+            self.entries.append((list(sequence[:end]), start, logprobs))
+
+    def lookup(self, sequence: Sequence[int], start: int, end: int) -> torch.Tensor | None:
+        """log p(x_t | x_<t) for t in [start, end) of ``sequence``, or None when no recorded span covers it."""
+        head = list(sequence[:end])
+        for ids, first, logprobs in self.entries:
+            if first <= start and len(ids) >= end and ids[:end] == head:
+                return logprobs[start - first:end - first]
+        return None
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 class LMScorer:
     """Per-token log-probs of ``targets`` given ``prefixes`` under a frozen causal LM.
 
@@ -43,12 +73,15 @@ class LMScorer:
         tokenizer: the model's tokenizer.
         disable_adapter: score a PEFT model with its adapter off (the reference model of a LoRA policy).
         batch_size: sequences per forward pass (sorted by length to save padding).
+        memo: a ``LogprobMemo`` that records every scored span, for another pass of the same model to reuse.
+        bf16: run the model under bfloat16 autocast (as the RL policy's passes with ``PPOConfig.bf16``).
     """
 
-    def __init__(self, model, tokenizer, *, disable_adapter: bool = True, batch_size: int = 16):
+    def __init__(self, model, tokenizer, *, disable_adapter: bool = True, batch_size: int = 16,
+                 memo: LogprobMemo | None = None, bf16: bool = False):
         self.model = getattr(model, "lm", model)
         self.tokenizer = tokenizer
-        self.disable_adapter, self.batch_size = disable_adapter, batch_size
+        self.disable_adapter, self.batch_size, self.memo, self.bf16 = disable_adapter, batch_size, memo, bf16
         self._keeps_logits: bool | None = None
 
     @property
@@ -73,13 +106,29 @@ class LMScorer:
         return [start]
 
     def token_logprobs(self, prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-        """log p(targets[i][k] | prefixes[i], targets[i][:k]) as a (len(targets[i]),) CPU tensor per sample."""
+        """log p(targets[i][k] | prefixes[i], targets[i][:k]) as a (len(targets[i]),) CPU tensor per sample.
+
+        A sample whose prefix + target begins a longer sample (a speaker's earlier turn, when its later prompt kept
+        the whole history) is scored inside that one: one pass per longest sequence."""
         if len(prefixes) != len(targets):
             raise ValueError(f"{len(prefixes)} prefixes but {len(targets)} targets")
         if any(len(p) == 0 for p in prefixes):
             raise ValueError("every prefix needs at least one token (use LMScorer.start_ids)")
-        spans = [[(len(p), len(p) + len(t))] for p, t in zip(prefixes, targets)]
-        return [row[0] for row in self.span_logprobs([list(p) + list(t) for p, t in zip(prefixes, targets)], spans)]
+        sequences = [list(p) + list(t) for p, t in zip(prefixes, targets)]
+        hosts: list[int] = []  # the samples scored as sequences of their own, longest first
+        host_of = {}
+        for i in sorted(range(len(sequences)), key=lambda i: -len(sequences[i])):
+            n = len(sequences[i])
+            host_of[i] = next((h for h in hosts if sequences[h][:n] == sequences[i]), i)
+            if host_of[i] == i:
+                hosts.append(i)
+        members = {h: [i for i in range(len(sequences)) if host_of[i] == h] for h in hosts}
+        spans = [[(len(prefixes[i]), len(sequences[i])) for i in members[h]] for h in hosts]
+        out: list[torch.Tensor] = [torch.empty(0)] * len(sequences)
+        for h, row in zip(hosts, self.span_logprobs([sequences[h] for h in hosts], spans)):
+            for i, lp in zip(members[h], row):
+                out[i] = lp
+        return out
 
     @torch.no_grad()
     def span_logprobs(self, sequences: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]]
@@ -100,14 +149,20 @@ class LMScorer:
         was_training = self.model.training
         self.model.eval()
         try:
-            with adapter_disabled(self.model, self.disable_adapter):
+            with adapter_disabled(self.model, self.disable_adapter), torch.autocast(device.type, torch.bfloat16,
+                                                                                    enabled=self.bf16):
                 for start in range(0, len(order), self.batch_size):
                     chunk = [i for i in order[start:start + self.batch_size] if any(b > a for a, b in spans[i])]
                     if chunk:
                         self._score_spans(chunk, sequences, spans, out, device, pad)
         finally:
             self.model.train(was_training)
-        return [row if row else [torch.empty(0) for _ in sp] for row, sp in zip(out, spans)]
+        out = [row if row else [torch.empty(0) for _ in sp] for row, sp in zip(out, spans)]
+        if self.memo is not None:
+            for seq, sp, row in zip(sequences, spans, out):
+                for (a, b), lp in zip(sp, row):
+                    self.memo.add(seq, a, b, lp)
+        return out
 
     def _score_spans(self, chunk, sequences, spans, out, device, pad) -> None:
         ids, mask = pad_batch([list(sequences[i]) for i in chunk], pad, side="left")  # (B, L)

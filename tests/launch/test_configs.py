@@ -110,3 +110,13 @@ def test_receiver_spc_experiment_runs_a_step(tmp_path, monkeypatch, spc_valid_pa
     metrics = json.loads((out / "receiver_metrics.json").read_text())
     assert metrics["eval_dialogues"] == 200 and metrics["train_dialogues"] == 799 and metrics["steps"] == 1
     assert metrics["results"]["trained receiver"]["num_candidates"] == 20
+
+
+def test_the_profiled_rl_config_is_the_recipes_rl_stage():
+    experiments = REPO / "launch" / "configs" / "experiments"
+    recipe = yaml.safe_load((experiments / "p2_spc.yaml").read_text())["rl"]
+    profiled = yaml.safe_load((experiments / "p2_spc_rl.yaml").read_text())
+    own = {"output_dir", "model_name_or_path", "receiver_name_or_path", "data", "skip_dialogues", "min_exchanges",
+           "report_to"}  # what a standalone run needs, and two exchanges from the first iteration
+    assert {k: v for k, v in profiled.items() if k not in own} == {k: v for k, v in recipe.items() if k not in own}
+    assert profiled["min_exchanges"] == profiled["max_exchanges"] == recipe["max_exchanges"]

@@ -57,6 +57,15 @@ def test_lora_holds_one_copy_and_scores_with_the_adapter_disabled(tmp_path, tiny
     assert full_params > 1.9 * lora_params  # a second base model is not loaded with LoRA
 
 
+def test_a_frozen_partner_of_the_start_model_is_the_reference_not_a_second_copy(tmp_path, tiny, tiny_receiver_dir):
+    run = build_run(_cfg(tmp_path, tiny, tiny_receiver_dir, partner="frozen"), build_accelerator(PPOConfig()))
+    assert run.partner is run.ref and _lm_copies(run)[0] == 2  # policy, and reference = partner = scorer
+    other = build_tiny_model_dir(tmp_path / "other_partner", load_smollm2_tokenizer())
+    run = build_run(_cfg(tmp_path, tiny, tiny_receiver_dir, partner="frozen", partner_model_name_or_path=str(other)),
+                    build_accelerator(PPOConfig()))
+    assert run.partner is not run.ref and _lm_copies(run)[0] == 3
+
+
 def test_rl_from_a_lora_sft_checkpoint_starts_from_and_refers_to_the_sft_model(tmp_path, tiny, tiny_receiver_dir):
     from peft import LoraConfig
 
