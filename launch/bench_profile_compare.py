@@ -53,7 +53,10 @@ def load_profile(path: str) -> dict:
 
 
 def config_diff(config: dict, base: dict) -> str:
-    keys = sorted(k for k in set(config) | set(base) if k not in IGNORED_KEYS and config.get(k) != base.get(k))
+    """The keys whose value differs from the baseline's; an option the baseline's code did not have counts only when
+    it is on (not False or None)."""
+    keys = sorted(k for k in set(config) | set(base) if k not in IGNORED_KEYS and config.get(k) != base.get(k)
+                  and (k in base or config.get(k) not in (False, None)))
     return ", ".join(f"{k}: {json.dumps(config.get(k))}" for k in keys) or "(baseline)"
 
 

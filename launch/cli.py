@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("launch.commands.eval", "F1, Hits@1 and perplexity of a Transmitter on a data set"),
     "receiver": ("launch.commands.receiver", "train and evaluate the persona-perception Receiver"),
     "rl": ("launch.commands.rl", "PPO / REINFORCE self-play training"),
+    "rl-trl": ("launch.commands.rl_trl", "self-play trained by TRL's GRPOTrainer (p2bot's rollout and rewards)"),
     "select": ("launch.commands.select", "which RL checkpoint to ship: self-play on validation pairs, best under guards"),
     "average": ("launch.commands.average", "one policy from several (e.g. RL seeds) by averaging their weights"),
     "chat": ("launch.commands.chat", "watch two agents talk, or talk to one yourself"),

@@ -30,6 +30,7 @@ RENAMED: dict[str, dict[str, str]] = {
 # (rl's ``ref_``/``partner_``/``value_model_name_or_path`` follow it), and take ``--model`` as every command does.
 ALSO_CALLED: dict[str, dict[str, str]] = {
     "p2bot rl": {"model": "model_name_or_path"},
+    "p2bot rl-trl": {"model": "model_name_or_path"},
     "p2bot receiver": {"model": "model_name_or_path"},
 }
 

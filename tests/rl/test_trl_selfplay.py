@@ -1,0 +1,219 @@
+"""Self-play inside ``trl.GRPOTrainer`` (``rl.trl_selfplay``) and ``p2bot rl-trl``, on a tiny random policy (CPU)."""
+
+import os
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rl.partner import LaggedPartner
+from rl.selfplay import Sampling, SelfPlayEnv
+from rl.trl_selfplay import DialogueReward, SelfPlayRollout, selfplay_dataset, trl_reward_funcs
+from tests.rl.rl_fixtures import PromptFormatter, Transmitter
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+PAIRS = [
+    {"pair_id": "p0", "persona_a": ["i love dogs.", "i live in paris."], "persona_b": ["i am a nurse."],
+     "first_utterance": "hi!"},
+    {"pair_id": "p1", "persona_a": ["i play chess."], "persona_b": ["i like tea.", "i have two cats."],
+     "first_utterance": "hey"},
+    {"pair_id": "p2", "persona_a": ["i run."], "persona_b": ["i cook."], "first_utterance": "yo"},
+]
+LETTER_E = "tests.rl.toy_rewards:letter_e"
+
+
+def text_length(prompts, completions, **kwargs):
+    """A p2bot reward that differs between almost any two sampled turns (so GRPO groups have an advantage)."""
+    return [float(len(c)) for c in completions]
+
+
+@pytest.fixture(scope="module")
+def formatter(smollm2_tokenizer):
+    return PromptFormatter(smollm2_tokenizer, max_history_tokens=512)
+
+
+def make_trainer(tmp_path, model_dir, rollout, funcs=None, **overrides):
+    from trl import GRPOConfig, GRPOTrainer
+
+    funcs = funcs or [DialogueReward(text_length, "length")]
+    args = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, num_generations=2, max_steps=2,
+                learning_rate=1e-2, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True,
+                disable_tqdm=True, seed=0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    return GRPOTrainer(model=model, reward_funcs=funcs, args=GRPOConfig(**{**args, **overrides}),
+                       train_dataset=selfplay_dataset(PAIRS), processing_class=rollout.tokenizer, rollout_func=rollout)
+
+
+@pytest.mark.parametrize("partner", ["self", "frozen", "lagged"])
+def test_grpo_trains_two_steps_on_selfplay(tmp_path, tiny_model_dir, formatter, partner):
+    other = {"self": None, "frozen": Transmitter.from_pretrained(str(tiny_model_dir)).eval(),
+             "lagged": LaggedPartner(AutoModelForCausalLM.from_pretrained(tiny_model_dir), sync_steps=1)}[partner]
+    rollout = SelfPlayRollout(PAIRS, formatter, exchanges=2, response_length=6, partner=other)
+    funcs, weights = trl_reward_funcs([LETTER_E])
+    trainer = make_trainer(tmp_path, tiny_model_dir, rollout, [*funcs, DialogueReward(text_length, "length")],
+                           reward_weights=[*weights, 1.0])
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+    logged = {k for row in trainer.state.log_history for k in row}
+    assert {"rewards/letter_e/mean", "rewards/length/mean"} <= logged
+    if partner == "lagged":  # synced from the policy when the second batch was generated: one update behind
+        assert other.synced_at == 1
+        final = dict(trainer.model.named_parameters())
+        assert any(not torch.equal(p, before[n]) for n, p in other.model.named_parameters())
+        assert any(not torch.equal(p, final[n]) for n, p in other.model.named_parameters())
+
+
+def test_completion_is_the_speakers_view_and_partner_tokens_are_env(tmp_path, tiny_model_dir, formatter):
+    rollout = SelfPlayRollout(PAIRS, formatter, exchanges=3, response_length=6)
+    trainer = make_trainer(tmp_path, tiny_model_dir, rollout)
+    torch.manual_seed(0)
+    out = rollout(["p0", "p0", "p1", "p1"], trainer)
+    assert len(out["completion_ids"]) == 4 and out["dialogue_id"] == ["p0#0", "p0#1", "p1#2", "p1#3"]
+    for i, prompt in enumerate(["p0", "p0", "p1", "p1"]):
+        pair = rollout.pairs[prompt]
+        ids, comp, mask = out["prompt_ids"][i], out["completion_ids"][i], out["env_mask"][i]
+        turns, speakers, spans = out["transcript"][i], out["speakers"][i], out["turn_spans"][i]
+        assert ids == formatter.encode_context(pair["persona_a"], [])
+        assert len(mask) == len(comp) == len(out["logprobs"][i]) and mask[0] == 1
+        assert speakers == ["A", "B"] * (len(turns) // 2) + ["A"] * (len(turns) % 2)
+        own = [0] * len(comp)
+        for t, (speaker, span) in enumerate(zip(speakers, spans)):
+            if speaker == "A" and span is not None:
+                start, end = span
+                # what A saw when it sampled turn t is exactly the sequence before its reply
+                assert ids + comp[:start] == formatter.encode_context(pair["persona_a"], turns[:t])
+                assert formatter.decode_response(comp[start:end]) == turns[t]
+                own[start:end] = [1] * (end - start)
+            elif span is not None:  # B's turn: the env tokens after A's previous reply
+                assert speaker == "B" and spans[t - 1][1] == span[0] and spans[t + 1][0] == span[1]
+        assert mask == own  # 1 on A's replies only
+        assert all(lp == 0.0 for lp, m in zip(out["logprobs"][i], mask) if not m)
+        assert all(lp < 0.0 for lp, m in zip(out["logprobs"][i], mask) if m)
+        assert out["persona"][i] == pair["persona_a"] and out["partner_persona"][i] == pair["persona_b"]
+        if len(turns) < 6:  # stopped: A's next context does not extend what it has seen
+            assert formatter.encode_context(pair["persona_a"], turns)[: len(ids + comp)] != ids + comp
+    assert rollout.chain_breaks == sum(len(t) < 6 for t in out["transcript"])
+
+
+def test_partner_tokens_get_no_gradient(tmp_path, tiny_model_dir, formatter):
+    """On TRL's own loss: d loss / d log p(token) is zero at every partner (env) token, non-zero at A's tokens."""
+    rollout = SelfPlayRollout(PAIRS, formatter, exchanges=2, response_length=6)
+    trainer = make_trainer(tmp_path, tiny_model_dir, rollout)
+    trainer.model.train()
+    torch.manual_seed(1)
+    batch = trainer._generate_and_score_completions([{"prompt": "p0"}, {"prompt": "p0"}])
+    env = (batch["tool_mask"] == 0) & (batch["completion_mask"] == 1)
+    own = (batch["tool_mask"] == 1) & (batch["completion_mask"] == 1)
+    assert env.any() and own.any() and (batch["advantages"] != 0).all()
+    captured = []
+    forward = trainer._get_per_token_logps_and_entropies
+
+    def keep_grad(*args, **kwargs):
+        logps, entropies, aux = forward(*args, **kwargs)
+        logps.retain_grad()
+        captured.append(logps)
+        return logps, entropies, aux
+
+    trainer._get_per_token_logps_and_entropies = keep_grad
+    trainer.compute_loss(trainer.model, batch).backward()
+    (logps,) = captured
+    assert logps.grad[env].abs().max() == 0
+    assert logps.grad[own].abs().min() > 0
+    # the rollout's log-probs are the trainer's own (one model, no sampling mismatch) on A's tokens
+    torch.testing.assert_close(batch["sampling_per_token_logps"][own], logps.detach()[own], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("first_utterance", [False, True])
+@pytest.mark.parametrize("greedy", [True, False])
+def test_dialogues_equal_selfplay_env(tmp_path, tiny_model_dir, formatter, greedy, first_utterance):
+    """Same pair, same seed, same settings: the transcript is ``SelfPlayEnv``'s, up to where a chain break stops it."""
+    s = Sampling(do_sample=not greedy, temperature=1.0)
+    rollout = SelfPlayRollout(PAIRS, formatter, exchanges=2, response_length=6, speaker_sampling=s,
+                              partner_sampling=s, use_first_utterance=first_utterance)
+    trainer = make_trainer(tmp_path, tiny_model_dir, rollout)
+    env = SelfPlayEnv(PAIRS[:1], formatter, pairs_per_step=1, rollouts_per_pair=2, response_length=6, sampling_a=s,
+                      sampling_b=s, use_first_utterance=first_utterance, reuse_kv_cache=False)
+    policy = Transmitter.from_pretrained(str(tiny_model_dir)).eval()
+    torch.manual_seed(3)
+    out = rollout(["p0", "p0"], trainer)
+    torch.manual_seed(3)
+    dialogues = env.rollout(policy, step=0, num_exchanges=2).dialogues
+    # a stopped dialogue leaves the batch, so sampled rows draw other random numbers from then on (greedy ones do not)
+    shared = min(len(t) for t in out["transcript"])
+    for turns, speakers, d in zip(out["transcript"], out["speakers"], dialogues):
+        assert len(d.turns) == 4 + first_utterance
+        n = len(turns) if greedy else shared
+        assert turns[:n] == d.turns[:n] and speakers == d.speakers[: len(turns)]
+    if rollout.chain_breaks == 0:
+        assert out["transcript"] == [d.turns for d in dialogues]
+
+
+def test_dialogue_reward_scores_turns_as_selfplay_and_averages_over_a():
+    calls = []
+
+    def record(prompts, completions, **kwargs):
+        calls.append((prompts, completions, kwargs))
+        return [float(len(c)) if s == "A" else 100.0 for c, s in zip(completions, kwargs["speaker"])]
+
+    kwargs = dict(transcript=[["hi!", "bb", "aaaa", "b"], ["x", "yy"]], speakers=[["A", "B", "A", "B"], ["A", "B"]],
+                  generated=[[False, True, True, True], [True, True]], turn_prompts=[["", "c1", "c2", "c3"], ["d0", "d1"]],
+                  turn_spans=[[None, None, [0, 5], None], [[0, 2], None]], persona=[["pa"], ["qa"]],
+                  partner_persona=[["pb"], ["qb"]], dialogue_id=["p0#0", "p1#1"], trainer_state=None)
+    scores = DialogueReward(record, "rec")(prompts=["p0", "p1"], completions=["..", ".."], **kwargs)
+    assert scores == [4.0, 1.0]  # A's trained turns only: "aaaa" (the opening "hi!" is given), "x"
+    ((prompts, completions, kw),) = calls
+    assert completions == ["bb", "aaaa", "b", "x", "yy"] and prompts == ["c1", "c2", "c3", "d0", "d1"]
+    assert kw["persona"] == [["pb"], ["pa"], ["pb"], ["qa"], ["qb"]]
+    assert kw["partner_persona"] == [["pa"], ["pb"], ["pa"], ["qb"], ["qa"]]
+    assert kw["history"] == [["hi!"], ["hi!", "bb"], ["hi!", "bb", "aaaa"], [], ["x"]]
+    assert kw["turn"] == [1, 2, 3, 0, 1] and kw["speaker"] == ["B", "A", "B", "A", "B"]
+    assert kw["dialogue_id"] == ["p0#0"] * 3 + ["p1#1"] * 2 and set(kw) == {
+        "persona", "partner_persona", "history", "turn", "speaker", "dialogue_id"}
+    none = DialogueReward(lambda prompts, completions, **kw: [None] * len(completions), "none")
+    assert none(prompts=["p0", "p1"], completions=["", ""], **kwargs) == [None, None]
+    with pytest.raises(ValueError, match="SelfPlayRollout"):
+        DialogueReward(record)(prompts=["p"], completions=["c"])
+
+
+def test_trl_reward_funcs_names_and_weights():
+    funcs, weights = trl_reward_funcs([{"name": LETTER_E, "weight": 0.5}, "degeneration", "degeneration"])
+    assert [f.__name__ for f in funcs] == ["letter_e", "degeneration", "degeneration_2"] and weights[0] == 0.5
+    _, overridden = trl_reward_funcs([LETTER_E, "degeneration"], [2.0, 3.0])
+    assert overridden == [2.0, 3.0]
+
+
+def test_rollout_rejects_bad_input(tmp_path, tiny_model_dir, formatter):
+    with pytest.raises(ValueError, match="distinct pair_id"):
+        SelfPlayRollout([PAIRS[0], PAIRS[0]], formatter)
+    rollout = SelfPlayRollout(PAIRS, formatter, response_length=2)
+    trainer = make_trainer(tmp_path, tiny_model_dir, rollout)
+    with pytest.raises(ValueError, match="'nope' is not the pair_id"):
+        rollout(["nope"], trainer)
+    trainer.use_vllm = True
+    with pytest.raises(NotImplementedError, match="use_vllm"):
+        rollout(["p0"], trainer)
+
+
+def test_rl_trl_command_one_step(tmp_path, tiny_model_dir, tiny_receiver_dir):
+    from launch.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["rl-trl", "--model", str(tiny_model_dir), "--max_dialogues", "3", "--output_dir", str(out),
+               "--reward_funcs", "persona", LETTER_E, "--receiver_name_or_path", str(tiny_receiver_dir),
+               "--exchanges", "1", "--response_length", "4", "--max_steps", "1", "--per_device_train_batch_size", "2",
+               "--num_generations", "2", "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true",
+               "--disable_tqdm", "true", "--partner", "frozen"])
+    assert rc == 0
+    assert (out / "model.safetensors").is_file() and (out / "resolved_config.yaml").is_file()
+
+
+def test_rl_trl_command_rejects_bad_options(capsys):
+    from launch.cli import main
+
+    assert main(["rl-trl", "--partner", "mirror"]) == 2
+    assert "partner='mirror'" in capsys.readouterr().err
+    assert main(["rl-trl", "--use_vllm", "true"]) == 1
+    assert "--use_vllm is not supported" in capsys.readouterr().err
