@@ -272,12 +272,15 @@ def _duration(seconds: float | None) -> str:
 
 
 SHARED_DATA = re.compile(r"(?:\.\./|/[\w.-]+/)*shared/data/[\w.-]+/")
+SHARED_ANCHORS = re.compile(r"(?:\.\./|/[\w.-]+/)*shared/anchors/")
+HOME = re.compile(r"/root/|/home/[\w.-]+/")
 
 
 def portable(text: str) -> str:
-    """A path into the data folder of the machine a run used, shown as ``data/FILE`` (where the docs' example configs
-    expect a user's copy); the record keeps the path as run."""
-    return SHARED_DATA.sub("data/", text)
+    """Paths of the machine a run used, shown as a user would have them: its data folder as ``data/FILE`` (where the
+    docs' example configs expect a user's copy), its benchmark scripts by file name, its home folder as ``~/``; the
+    record keeps the paths as run."""
+    return HOME.sub("~/", SHARED_ANCHORS.sub("", SHARED_DATA.sub("data/", text)))
 
 
 def provenance_lines(record: dict, page_dir: Path, root: Path) -> str:

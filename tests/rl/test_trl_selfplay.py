@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM
 from rl.partner import LaggedPartner
 from rl.selfplay import Sampling, SelfPlayEnv
 from rl.trl_selfplay import DialogueReward, SelfPlayRollout, selfplay_dataset, trl_reward_funcs
+from models.prompting.prompt import end_of_turn_id
 from tests.rl.rl_fixtures import PromptFormatter, Transmitter
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -23,9 +24,9 @@ PAIRS = [
 LETTER_E = "tests.rl.toy_rewards:letter_e"
 
 
-def text_length(prompts, completions, **kwargs):
-    """A p2bot reward that differs between almost any two sampled turns (so GRPO groups have an advantage)."""
-    return [float(len(c)) for c in completions]
+def char_sum(prompts, completions, **kwargs):
+    """A p2bot reward that differs between almost any two different turns (so GRPO groups have an advantage)."""
+    return [float(sum(map(ord, c)) % 97) for c in completions]
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,33 @@ def formatter(smollm2_tokenizer):
     return PromptFormatter(smollm2_tokenizer, max_history_tokens=512)
 
 
+@pytest.fixture(scope="module")
+def digit_model_dir(tmp_path_factory, smollm2_tokenizer):
+    """A tiny random Phi that says only digits and its end marker. Its replies re-tokenise to the same ids, so every
+    turn chains onto the speaker's view; a random model's sub-word soup mostly does not (and stops the dialogue)."""
+    from transformers import PhiConfig, PhiForCausalLM
+
+    tok = smollm2_tokenizer
+    live = [tok.convert_tokens_to_ids(str(d)) for d in range(10)] + [end_of_turn_id(tok)]
+    torch.manual_seed(0)
+    cfg = PhiConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
+                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0)
+    model = PhiForCausalLM(cfg)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)  # varied, context-dependent choices among the live tokens
+        model.lm_head.bias.fill_(-30.0)
+        model.lm_head.bias[live] = 0.0
+    path = tmp_path_factory.mktemp("digits")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def make_trainer(tmp_path, model_dir, rollout, funcs=None, **overrides):
     from trl import GRPOConfig, GRPOTrainer
 
-    funcs = funcs or [DialogueReward(text_length, "length")]
+    funcs = funcs or [DialogueReward(char_sum, "chars")]
     args = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, num_generations=2, max_steps=2,
                 learning_rate=1e-2, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True,
                 disable_tqdm=True, seed=0)
@@ -51,14 +75,14 @@ def test_grpo_trains_two_steps_on_selfplay(tmp_path, tiny_model_dir, formatter, 
              "lagged": LaggedPartner(AutoModelForCausalLM.from_pretrained(tiny_model_dir), sync_steps=1)}[partner]
     rollout = SelfPlayRollout(PAIRS, formatter, exchanges=2, response_length=6, partner=other)
     funcs, weights = trl_reward_funcs([LETTER_E])
-    trainer = make_trainer(tmp_path, tiny_model_dir, rollout, [*funcs, DialogueReward(text_length, "length")],
+    trainer = make_trainer(tmp_path, tiny_model_dir, rollout, [*funcs, DialogueReward(char_sum, "chars")],
                            reward_weights=[*weights, 1.0])
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     assert trainer.state.global_step == 2
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
     logged = {k for row in trainer.state.log_history for k in row}
-    assert {"rewards/letter_e/mean", "rewards/length/mean"} <= logged
+    assert {"rewards/letter_e/mean", "rewards/chars/mean"} <= logged
     if partner == "lagged":  # synced from the policy when the second batch was generated: one update behind
         assert other.synced_at == 1
         final = dict(trainer.model.named_parameters())
@@ -66,9 +90,12 @@ def test_grpo_trains_two_steps_on_selfplay(tmp_path, tiny_model_dir, formatter, 
         assert any(not torch.equal(p, final[n]) for n, p in other.model.named_parameters())
 
 
-def test_completion_is_the_speakers_view_and_partner_tokens_are_env(tmp_path, tiny_model_dir, formatter):
+@pytest.mark.parametrize("model, budget", [("digits", 512), ("digits", 24), ("random", 512)])
+def test_completion_is_the_speakers_view_and_partner_tokens_are_env(tmp_path, tiny_model_dir, digit_model_dir,
+                                                                    smollm2_tokenizer, model, budget):
+    formatter = PromptFormatter(smollm2_tokenizer, max_history_tokens=budget)
     rollout = SelfPlayRollout(PAIRS, formatter, exchanges=3, response_length=6)
-    trainer = make_trainer(tmp_path, tiny_model_dir, rollout)
+    trainer = make_trainer(tmp_path, digit_model_dir if model == "digits" else tiny_model_dir, rollout)
     torch.manual_seed(0)
     out = rollout(["p0", "p0", "p1", "p1"], trainer)
     assert len(out["completion_ids"]) == 4 and out["dialogue_id"] == ["p0#0", "p0#1", "p1#2", "p1#3"]
@@ -96,12 +123,14 @@ def test_completion_is_the_speakers_view_and_partner_tokens_are_env(tmp_path, ti
         if len(turns) < 6:  # stopped: A's next context does not extend what it has seen
             assert formatter.encode_context(pair["persona_a"], turns)[: len(ids + comp)] != ids + comp
     assert rollout.chain_breaks == sum(len(t) < 6 for t in out["transcript"])
+    if model == "digits":  # every reply re-tokenises: only a cut history (a small budget) stops a dialogue
+        assert (rollout.chain_breaks == 0) == (budget == 512)
 
 
-def test_partner_tokens_get_no_gradient(tmp_path, tiny_model_dir, formatter):
+def test_partner_tokens_get_no_gradient(tmp_path, digit_model_dir, formatter):
     """On TRL's own loss: d loss / d log p(token) is zero at every partner (env) token, non-zero at A's tokens."""
     rollout = SelfPlayRollout(PAIRS, formatter, exchanges=2, response_length=6)
-    trainer = make_trainer(tmp_path, tiny_model_dir, rollout)
+    trainer = make_trainer(tmp_path, digit_model_dir, rollout)
     trainer.model.train()
     torch.manual_seed(1)
     batch = trainer._generate_and_score_completions([{"prompt": "p0"}, {"prompt": "p0"}])
@@ -118,6 +147,7 @@ def test_partner_tokens_get_no_gradient(tmp_path, tiny_model_dir, formatter):
         return logps, entropies, aux
 
     trainer._get_per_token_logps_and_entropies = keep_grad
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's training loop, which this test skips
     trainer.compute_loss(trainer.model, batch).backward()
     (logps,) = captured
     assert logps.grad[env].abs().max() == 0
@@ -128,15 +158,15 @@ def test_partner_tokens_get_no_gradient(tmp_path, tiny_model_dir, formatter):
 
 @pytest.mark.parametrize("first_utterance", [False, True])
 @pytest.mark.parametrize("greedy", [True, False])
-def test_dialogues_equal_selfplay_env(tmp_path, tiny_model_dir, formatter, greedy, first_utterance):
+def test_dialogues_equal_selfplay_env(tmp_path, digit_model_dir, formatter, greedy, first_utterance):
     """Same pair, same seed, same settings: the transcript is ``SelfPlayEnv``'s, up to where a chain break stops it."""
     s = Sampling(do_sample=not greedy, temperature=1.0)
     rollout = SelfPlayRollout(PAIRS, formatter, exchanges=2, response_length=6, speaker_sampling=s,
                               partner_sampling=s, use_first_utterance=first_utterance)
-    trainer = make_trainer(tmp_path, tiny_model_dir, rollout)
+    trainer = make_trainer(tmp_path, digit_model_dir, rollout)
     env = SelfPlayEnv(PAIRS[:1], formatter, pairs_per_step=1, rollouts_per_pair=2, response_length=6, sampling_a=s,
                       sampling_b=s, use_first_utterance=first_utterance, reuse_kv_cache=False)
-    policy = Transmitter.from_pretrained(str(tiny_model_dir)).eval()
+    policy = Transmitter.from_pretrained(str(digit_model_dir)).eval()
     torch.manual_seed(3)
     out = rollout(["p0", "p0"], trainer)
     torch.manual_seed(3)
@@ -147,8 +177,8 @@ def test_dialogues_equal_selfplay_env(tmp_path, tiny_model_dir, formatter, greed
         assert len(d.turns) == 4 + first_utterance
         n = len(turns) if greedy else shared
         assert turns[:n] == d.turns[:n] and speakers == d.speakers[: len(turns)]
-    if rollout.chain_breaks == 0:
-        assert out["transcript"] == [d.turns for d in dialogues]
+    assert rollout.chain_breaks == 0 and out["transcript"] == [d.turns for d in dialogues]
+    assert len({tuple(t) for t in out["transcript"]}) == (1 if greedy else 2)  # sampled: two different dialogues
 
 
 def test_dialogue_reward_scores_turns_as_selfplay_and_averages_over_a():

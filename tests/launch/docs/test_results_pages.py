@@ -108,3 +108,5 @@ def test_rendered_paths_into_a_machines_data_folder_read_as_data_files():
     assert portable("--data ../shared/data/synthetic-persona-chat/x.csv") == "--data data/x.csv"
     assert portable("data: /work/shared/data/spc/x.csv") == "data: data/x.csv"
     assert portable("--data runs/shared_data/x.csv") == "--data runs/shared_data/x.csv"
+    assert portable("--anchor_script /work/shared/anchors/a.py --anchor_python /root/v/bin/python") == \
+        "--anchor_script a.py --anchor_python ~/v/bin/python"
