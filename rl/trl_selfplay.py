@@ -23,7 +23,6 @@ dialogue to the **mean over A's trained turns**.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -321,5 +320,5 @@ def trl_reward_funcs(specs: Any, weights: Sequence[float] | None = None, *, pool
         funcs.append(DialogueReward(Composite([Component(name, reward, 1.0, spec.normalize)], pool=pool), name))
         out_weights.append(weight)
     if not funcs:
-        warnings.warn("no reward functions: every dialogue scores 0", stacklevel=2)
+        raise ValueError("reward_funcs is empty: name at least one reward")
     return funcs, out_weights

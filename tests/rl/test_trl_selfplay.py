@@ -1,18 +1,16 @@
 """Self-play inside ``trl.GRPOTrainer`` (``rl.trl_selfplay``) and ``p2bot rl-trl``, on a tiny random policy (CPU)."""
 
-import os
-
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from models.prompting.prompt import end_of_turn_id
 from rl.partner import LaggedPartner
 from rl.selfplay import Sampling, SelfPlayEnv
 from rl.trl_selfplay import DialogueReward, SelfPlayRollout, selfplay_dataset, trl_reward_funcs
-from models.prompting.prompt import end_of_turn_id
 from tests.rl.rl_fixtures import PromptFormatter, Transmitter
 
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+pytestmark = pytest.mark.filterwarnings("ignore:You are using 'rollout_func'")
 
 PAIRS = [
     {"pair_id": "p0", "persona_a": ["i love dogs.", "i live in paris."], "persona_b": ["i am a nurse."],
@@ -63,23 +61,31 @@ def make_trainer(tmp_path, model_dir, rollout, funcs=None, **overrides):
     funcs = funcs or [DialogueReward(char_sum, "chars")]
     args = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, num_generations=2, max_steps=2,
                 learning_rate=1e-2, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True,
-                disable_tqdm=True, seed=0)
+                disable_tqdm=True, seed=0, bf16=False)  # GRPOConfig's default bf16=True autocasts even on CPU
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     return GRPOTrainer(model=model, reward_funcs=funcs, args=GRPOConfig(**{**args, **overrides}),
                        train_dataset=selfplay_dataset(PAIRS), processing_class=rollout.tokenizer, rollout_func=rollout)
 
 
+class RecordingRollout(SelfPlayRollout):
+    def __call__(self, prompts, trainer):
+        self.seen = [*getattr(self, "seen", []), list(prompts)]
+        return super().__call__(prompts, trainer)
+
+
 @pytest.mark.parametrize("partner", ["self", "frozen", "lagged"])
-def test_grpo_trains_two_steps_on_selfplay(tmp_path, tiny_model_dir, formatter, partner):
-    other = {"self": None, "frozen": Transmitter.from_pretrained(str(tiny_model_dir)).eval(),
-             "lagged": LaggedPartner(AutoModelForCausalLM.from_pretrained(tiny_model_dir), sync_steps=1)}[partner]
-    rollout = SelfPlayRollout(PAIRS, formatter, exchanges=2, response_length=6, partner=other)
+def test_grpo_trains_two_steps_on_selfplay(tmp_path, digit_model_dir, formatter, partner):
+    other = {"self": None, "frozen": Transmitter.from_pretrained(str(digit_model_dir)).eval(),
+             "lagged": LaggedPartner(AutoModelForCausalLM.from_pretrained(digit_model_dir), sync_steps=1)}[partner]
+    rollout = RecordingRollout(PAIRS, formatter, exchanges=2, response_length=6, partner=other)
     funcs, weights = trl_reward_funcs([LETTER_E])
-    trainer = make_trainer(tmp_path, tiny_model_dir, rollout, [*funcs, DialogueReward(char_sum, "chars")],
+    trainer = make_trainer(tmp_path, digit_model_dir, rollout, [*funcs, DialogueReward(char_sum, "chars")],
                            reward_weights=[*weights, 1.0])
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
-    assert trainer.state.global_step == 2
+    assert trainer.state.global_step == 2 and rollout.chain_breaks == 0
+    # TRL's sampler has already repeated each prompt num_generations (2) times: one dialogue per prompt
+    assert [len(s) for s in rollout.seen] == [2, 2] and all(s[0] == s[1] for s in rollout.seen)
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
     logged = {k for row in trainer.state.log_history for k in row}
     assert {"rewards/letter_e/mean", "rewards/chars/mean"} <= logged
@@ -213,6 +219,8 @@ def test_trl_reward_funcs_names_and_weights():
     assert [f.__name__ for f in funcs] == ["letter_e", "degeneration", "degeneration_2"] and weights[0] == 0.5
     _, overridden = trl_reward_funcs([LETTER_E, "degeneration"], [2.0, 3.0])
     assert overridden == [2.0, 3.0]
+    with pytest.raises(ValueError, match="reward_funcs is empty"):
+        trl_reward_funcs([])
 
 
 def test_rollout_rejects_bad_input(tmp_path, tiny_model_dir, formatter):
@@ -245,5 +253,5 @@ def test_rl_trl_command_rejects_bad_options(capsys):
 
     assert main(["rl-trl", "--partner", "mirror"]) == 2
     assert "partner='mirror'" in capsys.readouterr().err
-    assert main(["rl-trl", "--use_vllm", "true"]) == 1
+    assert main(["rl-trl", "--use_vllm", "true", "--use_cpu", "true"]) == 1
     assert "--use_vllm is not supported" in capsys.readouterr().err
