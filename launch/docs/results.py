@@ -143,7 +143,7 @@ def _selfplay(result: dict, view: str | None) -> str:
 
     labels = result["labels"]
     head = (f"*{result['num_pairs']} held-out persona pairs × {result['dialogues_per_pair']} dialogues × "
-            f"{result['exchanges']} exchanges, data {result['data']}; judges: persona encoder "
+            f"{result['exchanges']} exchanges, data {portable(str(result['data']))}; judges: persona encoder "
             f"{result['judges']['encoder']}, LM {result['judges']['lm']}; paired bootstrap over pairs*")
     comparison = result.get("comparison")
     if view == "headline":
