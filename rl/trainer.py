@@ -108,8 +108,8 @@ class PPOTrainer:
             with self.generation_model() as bare:
                 lagged_partner.sync(bare, 0)
         self.kl_ctl = build_kl_controller(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
-        self.global_step, self.profiler = 0, NULL_PROFILER  # p2bot bench profile sets a PhaseProfiler
-        self.ref_memo = None  # a LogprobMemo of the reference's log-probs, filled by a scorer (rl.forward.memo_or_forward)
+        # bench profile sets a PhaseProfiler; ref_memo: a LogprobMemo a scorer fills (rl.forward.memo_or_forward)
+        self.global_step, self.profiler, self.ref_memo = 0, NULL_PROFILER, None
 
     def _prepare_ref(self, ref_policy):
         if ref_policy is None:
@@ -153,10 +153,13 @@ class PPOTrainer:
     def _ref_logprobs(self, exp: Experience) -> torch.Tensor | None:
         if self.ref_model is None and not self.use_peft:
             return None
+        # the frozen reference, or with LoRA the policy without its adapter
+        model, context = ((self.ref_model, contextlib.nullcontext) if self.ref_model is not None
+                          else (self.model, self.policy.lm.disable_adapter))
 
-        def forward(part):  # the reference: the frozen model, or with LoRA the policy with its adapter disabled
-            with contextlib.nullcontext() if self.ref_model is not None else self.policy.lm.disable_adapter():
-                return self._forward(self.model if self.ref_model is None else self.ref_model, part, with_values=False)[0]
+        def forward(part):
+            with context():
+                return self._forward(model, part, with_values=False)[0]
         return memo_or_forward(self.ref_memo, exp, forward)
 
     def _all_ranks(self, flag: bool) -> bool:
