@@ -60,8 +60,36 @@ class _Play:
     ids: list[int] = field(default_factory=list)
     prompt_len: int = 0
     mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # per completion token: the sampler's (vLLM), else 0.0
     end: int = 0  # the turn index after its last turn
     stopped: bool = False
+
+
+class _VLLMSpeaker:
+    """Speaker A's turns through TRL's ``VLLMGeneration``: one call per turn on every process (server mode and
+    tensor parallelism gather the prompts of all processes), each reply at most ``response_length`` tokens."""
+
+    def __init__(self, vllm, accelerator, response_length: int):
+        self.vllm, self.accelerator, self.response_length = vllm, accelerator, response_length
+        self.collective = getattr(vllm, "mode", "colocate") == "server" or getattr(vllm, "tensor_parallel_size", 1) > 1
+
+    def generate(self, contexts: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
+        """(reply ids, their log-probs) per context; the log-prob of each sampled token as vLLM reports it."""
+        if self.collective:
+            total = self.accelerator.reduce(torch.tensor([len(contexts)], device=self.accelerator.device), "sum")
+            if int(total.item()) == 0:
+                return [], []
+        elif not contexts:
+            return [], []
+        cap = self.vllm.max_completion_length
+        self.vllm.max_completion_length = self.response_length
+        try:
+            _, completion_ids, logprobs, _ = self.vllm.generate(prompts=contexts, images=None, num_generations=1)
+        finally:
+            self.vllm.max_completion_length = cap
+        return ([list(c) for c in completion_ids],
+                [[float(lp[0]) for lp in row] if row is not None else [0.0] * len(c)
+                 for c, row in zip(completion_ids, logprobs or [None] * len(completion_ids))])
 
 
 class SelfPlayRollout:
@@ -88,8 +116,12 @@ class SelfPlayRollout:
     forwards to the reward functions: ``transcript`` (turn texts), ``speakers``, ``generated`` (False for the given
     opening line), ``turn_prompts`` (each turn's context text), ``turn_spans`` ([start, end) in ``completion_ids`` of
     the tokens a turn added to A's view: A's reply, or the env tokens carrying B's turn; None when the turn is not in
-    the completion), ``persona``, ``partner_persona`` and ``dialogue_id``. TRL's vLLM path is not implemented: the
-    policy generates with ``models.generation.sampling.generate``.
+    the completion), ``persona``, ``partner_persona`` and ``dialogue_id``.
+
+    Speaker A generates with TRL's vLLM engine (``trainer.vllm_generation``, colocated or a server; TRL syncs its
+    weights before each rollout) when the trainer has ``use_vllm``, with the GRPO config's sampling settings, at most
+    ``response_length`` tokens a turn; ``logprobs`` are then vLLM's, the sampler's own. Otherwise A generates with
+    ``models.generation.sampling.generate`` on the unwrapped policy. The partner always uses p2bot's generation.
     """
 
     def __init__(self, pairs: Sequence[dict], formatter, *, exchanges: int = 2, partner=None,
@@ -110,11 +142,12 @@ class SelfPlayRollout:
 
     # --- the rollout_func protocol ---
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
-        if getattr(trainer, "use_vllm", False):
-            raise NotImplementedError("SelfPlayRollout generates with the policy itself; TRL's vLLM path is not "
-                                      "implemented: set use_vllm=False")
         from trl.models.utils import unwrap_model_for_generation
 
+        vllm = getattr(trainer, "vllm_generation", None) if getattr(trainer, "use_vllm", False) else None
+        if vllm is not None and self.speaker_sampling is not None:
+            raise ValueError("speaker_sampling is not used with TRL's vLLM engine, which samples with the GRPO "
+                             "config's temperature, top_k and top_p: leave speaker_sampling unset, or use_vllm=False")
         plays = [self._start(p, k) for k, p in enumerate(prompts)]
         args = trainer.args
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
@@ -122,9 +155,13 @@ class SelfPlayRollout:
                                          gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs) as lm:
             policy = SimpleNamespace(lm=lm, tokenizer=self.tokenizer)
             partner = self._partner(policy, trainer.state.global_step)
-            for t in range(max(p.end for p in plays)):
-                self._turn(plays, t, policy if t % 2 == 0 else partner, self._sampling(t, args))
-            logprobs = self._logprobs(lm, plays, args.temperature, args.per_device_train_batch_size)
+            engine = _VLLMSpeaker(vllm, trainer.accelerator, self.response_length) if vllm is not None else policy
+            for t in range(self.max_turns):  # the same count on every process: vLLM's calls are collective
+                self._turn(plays, t, engine if t % 2 == 0 else partner, self._sampling(t, args))
+            if vllm is None:
+                logprobs = self._logprobs(lm, plays, args.temperature, args.per_device_train_batch_size)
+            else:  # the sampler's own log-probs: what TRL's importance-sampling correction compares with
+                logprobs = [[lp if m else 0.0 for lp, m in zip(p.logprobs, p.mask)] for p in plays]
         return {"prompt_ids": [p.ids[:p.prompt_len] for p in plays],
                 "completion_ids": [p.ids[p.prompt_len:] for p in plays],
                 "logprobs": logprobs,
@@ -138,6 +175,11 @@ class SelfPlayRollout:
                 "persona": [list(p.pair["persona_a"]) for p in plays],
                 "partner_persona": [list(p.pair["persona_b"]) for p in plays],
                 "dialogue_id": [p.dialogue_id for p in plays]}
+
+    @property
+    def max_turns(self) -> int:
+        """Turns of the longest dialogue: ``2 * exchanges``, plus the given opening line."""
+        return 2 * self.exchanges + (1 if self.use_first_utterance else 0)
 
     # --- one dialogue ---
     def _start(self, prompt: Any, k: int) -> _Play:
@@ -199,11 +241,15 @@ class SelfPlayRollout:
                 continue
             active.append(p)
             contexts.append(ctx)
-        if not active:
+        if isinstance(model, _VLLMSpeaker):
+            outs, sampled_logprobs = model.generate(contexts)  # called by every process, even with no context
+        elif not active:
             return
-        outs = generate(model, contexts, max_new_tokens=self.response_length, do_sample=s.do_sample,
-                        temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
-        for p, ctx, out in zip(active, contexts, outs):
+        else:
+            outs = generate(model, contexts, max_new_tokens=self.response_length, do_sample=s.do_sample,
+                            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+            sampled_logprobs = [[0.0] * len(out) for out in outs]  # recomputed by one forward after the dialogue
+        for p, ctx, out, out_logprobs in zip(active, contexts, outs, sampled_logprobs):
             reply = self._cut(list(out))
             span = None
             if speaker == "A":
@@ -216,6 +262,7 @@ class SelfPlayRollout:
                     if p.spans and p.speakers[-1] == "B":
                         p.spans[-1] = [start, len(p.ids) - p.prompt_len]
                 span = [len(p.ids) - p.prompt_len, len(p.ids) - p.prompt_len + len(reply)]
+                p.logprobs += [0.0] * (len(p.ids) - p.prompt_len - len(p.logprobs)) + list(out_logprobs[:len(reply)])
                 p.ids += reply
                 p.mask += [1] * len(reply)
             p.turns.append(self.formatter.decode_response(reply))

@@ -6,8 +6,9 @@ Options: ``SelfPlayTRLConfig`` (data, model, partner, exchanges, rewards) plus e
 line. Each dataset row is a persona pair; ``rl.trl_selfplay.SelfPlayRollout`` plays ``num_generations`` dialogues per
 pair and hands TRL speaker A's side of each (the partner's tokens carry no loss); every reward is scored per turn as
 in ``p2bot rl`` and averaged over A's turns. ``--reward_weights`` (TRL's) overrides the rewards' own weights. Runs
-under ``accelerate launch``; ``use_vllm`` is not supported. Writes TRL's checkpoints and the final model (LM and
-tokenizer) to ``output_dir``.
+under ``accelerate launch``; with ``--use_vllm true`` (a GPU and ``pip install vllm``) speaker A generates with TRL's
+vLLM engine (``--vllm_mode colocate`` or ``server``). Writes TRL's checkpoints and the final model (LM and tokenizer)
+to ``output_dir``.
 """
 
 from __future__ import annotations
@@ -127,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL: we know
     cfg, args = parse_configs(CONFIG_TYPES, argv, prog="p2bot rl-trl", description=__doc__)
     if args.use_vllm:
-        raise SystemExit("p2bot rl-trl: error: --use_vllm is not supported (the self-play rollout generates with "
-                         "the policy itself)")
+        from trl.import_utils import is_vllm_available
+
+        if not is_vllm_available():
+            raise SystemExit("p2bot rl-trl: error: --use_vllm true needs vLLM (pip install vllm, on a machine with a "
+                             "GPU); without it, leave use_vllm false and the policy generates itself")
     require_inputs(data={"--data": cfg.data},
                    models={"--model_name_or_path": cfg.model_name_or_path,
                            "--partner_model_name_or_path": cfg.partner_model_name_or_path},

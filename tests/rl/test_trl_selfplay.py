@@ -162,6 +162,67 @@ def test_partner_tokens_get_no_gradient(tmp_path, digit_model_dir, formatter):
     torch.testing.assert_close(batch["sampling_per_token_logps"][own], logps.detach()[own], atol=1e-4, rtol=0)
 
 
+class VLLMStandIn:
+    """What ``SelfPlayRollout`` uses of TRL's ``VLLMGeneration`` (vLLM needs a GPU): ``generate(prompts=token ids,
+    images, num_generations)`` sampling at most ``max_completion_length`` tokens, returning vLLM's nested per-token
+    log-probs, and ``sync_weights``. It samples with a copy of the policy and records every call."""
+
+    mode, tensor_parallel_size = "colocate", 1
+
+    def __init__(self, model_dir):
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        self.max_completion_length, self.calls, self.syncs = 512, [], 0
+
+    def sync_weights(self):
+        self.syncs += 1
+
+    @torch.no_grad()
+    def generate(self, prompts, images, num_generations, profiler=None):
+        assert images is None and num_generations == 1
+        self.calls.append((len(prompts), self.max_completion_length))
+        completions, logprobs = [], []
+        for ids in prompts:
+            out = self.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                      do_sample=True, max_new_tokens=self.max_completion_length, output_scores=True,
+                                      return_dict_in_generate=True, pad_token_id=0)
+            new = out.sequences[0, len(ids):].tolist()
+            lps = [torch.log_softmax(score[0], -1)[tok].item() for score, tok in zip(out.scores, new)]
+            completions.append(new)
+            logprobs.append([[lp] for lp in lps])
+        return prompts, completions, logprobs, None
+
+
+def test_vllm_engine_generates_speaker_turns_and_its_logprobs_reach_trl(tmp_path, digit_model_dir, formatter):
+    """With ``use_vllm``, A's turns come from TRL's engine (one call per A turn, capped at ``response_length``) and the
+    rollout's log-probs are the engine's; B's turns come from p2bot's generation; TRL's own scoring accepts them."""
+    rollout = SelfPlayRollout(PAIRS, formatter, exchanges=2, response_length=6)
+    trainer = make_trainer(tmp_path, digit_model_dir, rollout)
+    engine = VLLMStandIn(digit_model_dir)
+    trainer.use_vllm, trainer.vllm_generation, trainer._last_loaded_step = True, engine, -1  # as TRL's __init__
+    torch.manual_seed(0)
+    out = rollout(["p0", "p0", "p1", "p1"], trainer)
+    assert [cap for _, cap in engine.calls] == [6, 6] and engine.max_completion_length == 512
+    assert engine.calls[0][0] == 4  # every dialogue's first A turn in one call
+    for lps, mask, spans, speakers in zip(out["logprobs"], out["env_mask"], out["turn_spans"], out["speakers"]):
+        assert all(lp == 0.0 for lp, m in zip(lps, mask) if not m)
+        assert all(lp < 0.0 for lp, m in zip(lps, mask) if m)
+        assert [s for s, span in zip(speakers, spans) if span is not None][0] == "A"
+    # the log-probs are the engine's own: the policy scores A's tokens the same (same weights, temperature 1)
+    ids = torch.tensor([out["prompt_ids"][0] + out["completion_ids"][0]])
+    logits = engine.model(ids).logits[0, len(out["prompt_ids"][0]) - 1:-1]
+    policy = torch.log_softmax(logits, -1).gather(1, torch.tensor(out["completion_ids"][0])[:, None])[:, 0]
+    own = torch.tensor(out["env_mask"][0]).bool()
+    torch.testing.assert_close(torch.tensor(out["logprobs"][0])[own], policy[own], atol=1e-4, rtol=0)
+    trainer.model.train()
+    batch = trainer._generate_and_score_completions([{"prompt": "p1"}, {"prompt": "p1"}])
+    assert engine.syncs == 1 and batch["completion_ids"].shape[0] == 2
+    # TRL's importance-sampling correction compares them with the policy's: the same weights give a ratio of 1
+    ratio = batch["importance_sampling_ratio"]
+    torch.testing.assert_close(ratio, torch.ones_like(ratio), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="speaker_sampling is not used with TRL's vLLM engine"):
+        SelfPlayRollout(PAIRS, formatter, speaker_sampling=Sampling(False))(["p0"], trainer)
+
+
 @pytest.mark.parametrize("first_utterance", [False, True])
 @pytest.mark.parametrize("greedy", [True, False])
 def test_dialogues_equal_selfplay_env(tmp_path, digit_model_dir, formatter, greedy, first_utterance):
@@ -254,4 +315,4 @@ def test_rl_trl_command_rejects_bad_options(capsys):
     assert main(["rl-trl", "--partner", "mirror"]) == 2
     assert "partner='mirror'" in capsys.readouterr().err
     assert main(["rl-trl", "--use_vllm", "true", "--use_cpu", "true"]) == 1
-    assert "--use_vllm is not supported" in capsys.readouterr().err
+    assert "--use_vllm true needs vLLM" in capsys.readouterr().err
