@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from data_prep import build_selfplay_pairs
-from launch.commands.rl import freeze, load_transmitter
+from launch.commands.rl import freeze, load_transmitter, lora_config
 from launch.commands.sft import load_dialogues
 from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, require_inputs
@@ -63,8 +63,21 @@ class SelfPlayTRLConfig:
     receiver_name_or_path: str = field(
         default="embedded", metadata={"help": "Receiver for the persona/repetition rewards: 'embedded', hub id or path"}
     )
+    use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters (TRL's peft_config); TRL's reference "
+                                                            "is the adapter-free base"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata={"help": "module names that get adapters"})
 
     def __post_init__(self) -> None:
+        if self.use_peft and self.partner == "lagged":
+            raise ValueError("partner='lagged' copies the policy's trainable weights, which under use_peft are "
+                             "adapters the partner lacks: use partner self or frozen with use_peft")
+        if self.use_peft and (self.lora_r < 1 or not self.lora_target_modules):
+            raise ValueError("use_peft needs lora_r >= 1 and at least one lora_target_modules entry")
         if self.partner not in PARTNERS:
             raise ValueError(f"partner={self.partner!r}: expected one of {', '.join(PARTNERS)}")
         if self.partner_model_name_or_path and self.partner != "frozen":
@@ -112,7 +125,7 @@ def build_trainer(cfg: SelfPlayTRLConfig, args: GRPOConfig):
         partner_sampling=Sampling(cfg.partner_do_sample, cfg.partner_temperature, cfg.partner_top_k, cfg.partner_top_p),
         use_first_utterance=cfg.use_first_utterance)
     trainer = GRPOTrainer(model=policy.lm, reward_funcs=funcs, args=args, train_dataset=selfplay_dataset(pairs),
-                          processing_class=policy.tokenizer, rollout_func=rollout)
+                          processing_class=policy.tokenizer, rollout_func=rollout, peft_config=lora_config(cfg))
     device = trainer.accelerator.device
     if cfg.partner == "frozen":
         partner.to(device)

@@ -309,10 +309,32 @@ def test_rl_trl_command_one_step(tmp_path, tiny_model_dir, tiny_receiver_dir):
     assert (out / "model.safetensors").is_file() and (out / "resolved_config.yaml").is_file()
 
 
+def test_rl_trl_command_trains_lora_adapters(tmp_path, tiny_model_dir, tiny_receiver_dir):
+    """``--use_peft true``: TRL gets the LoRA config, trains adapters only and saves them (B matrices leave zero)."""
+    from safetensors.torch import load_file
+
+    from launch.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["rl-trl", "--model", str(tiny_model_dir), "--max_dialogues", "3", "--output_dir", str(out),
+               "--reward_funcs", LETTER_E, "--receiver_name_or_path", str(tiny_receiver_dir), "--exchanges", "1",
+               "--response_length", "4", "--max_steps", "1", "--per_device_train_batch_size", "2",
+               "--num_generations", "2", "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true",
+               "--disable_tqdm", "true", "--learning_rate", "0.01", "--use_peft", "true", "--lora_r", "4",
+               "--lora_target_modules", "q_proj", "v_proj"])
+    assert rc == 0 and not (out / "model.safetensors").exists()
+    adapters = load_file(out / "adapter_model.safetensors")
+    b = [t for n, t in adapters.items() if "lora_B" in n]
+    assert len(b) == 2 * 2 and any(t.abs().max() > 0 for t in b)  # q and v in each of the tiny model's 2 layers
+    assert all("q_proj" in n or "v_proj" in n for n in adapters)
+
+
 def test_rl_trl_command_rejects_bad_options(capsys):
     from launch.cli import main
 
     assert main(["rl-trl", "--partner", "mirror"]) == 2
     assert "partner='mirror'" in capsys.readouterr().err
+    assert main(["rl-trl", "--partner", "lagged", "--use_peft", "true"]) == 2
+    assert "partner='lagged' copies the policy's trainable weights" in capsys.readouterr().err
     assert main(["rl-trl", "--use_vllm", "true", "--use_cpu", "true"]) == 1
     assert "--use_vllm true needs vLLM" in capsys.readouterr().err
