@@ -37,7 +37,12 @@ def test_accelerate_config_loads(path):
 
 
 def _config_types(path: Path) -> tuple[type, ...]:
-    """``receiver_*.yaml`` configure ``p2bot receiver``; every other experiment is a ``p2bot rl`` run."""
+    """``receiver_*.yaml`` configure ``p2bot receiver``, ``*_trl.yaml`` ``p2bot rl-trl``; every other experiment is a
+    ``p2bot rl`` run."""
+    if path.stem.endswith("_trl"):
+        from launch.commands.rl_trl import CONFIG_TYPES
+
+        return CONFIG_TYPES
     if path.stem.startswith("receiver_"):
         from launch.commands.receiver import ReceiverDataConfig
         from models.training.receiver_training import ReceiverTrainingConfig
@@ -120,3 +125,19 @@ def test_the_profiled_rl_config_is_the_recipes_rl_stage():
            "report_to"}  # what a standalone run needs, and two exchanges from the first iteration
     assert {k: v for k, v in profiled.items() if k not in own} == {k: v for k, v in recipe.items() if k not in own}
     assert profiled["min_exchanges"] == profiled["max_exchanges"] == recipe["max_exchanges"]
+
+
+def test_the_trl_config_is_the_recipes_rl_stage_in_trls_trainer():
+    """Same rewards, history budget, turn length and exchanges as the recipe's rl:, the same dialogues per generation
+    (pairs_per_step x rollouts_per_pair) and optimizer steps per generation (num_ppo_epochs), KL and learning rate."""
+    experiments = REPO / "launch" / "configs" / "experiments"
+    recipe = yaml.safe_load((experiments / "p2_spc.yaml").read_text())["rl"]
+    trl = yaml.safe_load((experiments / "p2_spc_trl.yaml").read_text())
+    assert trl["reward_funcs"] == recipe["reward_funcs"]
+    for key in ("response_length", "max_history_tokens", "learning_rate"):
+        assert trl[key] == recipe[key], key
+    assert trl["exchanges"] == recipe["max_exchanges"] and trl["beta"] == recipe["kl_coef"]
+    assert trl["num_generations"] == recipe["rollouts_per_pair"]
+    assert trl["per_device_train_batch_size"] == recipe["pairs_per_step"] * recipe["rollouts_per_pair"]
+    assert trl["num_iterations"] == recipe["num_ppo_epochs"]
+    assert trl["max_steps"] == recipe["max_steps"] * recipe["num_ppo_epochs"]
