@@ -144,7 +144,12 @@ class SelfPlayRollout:
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
         from trl.models.utils import unwrap_model_for_generation
 
-        vllm = getattr(trainer, "vllm_generation", None) if getattr(trainer, "use_vllm", False) else None
+        vllm = None
+        if getattr(trainer, "use_vllm", False):
+            vllm = getattr(trainer, "vllm_generation", None)
+            if vllm is None:
+                raise ValueError("the trainer has use_vllm set but no vllm_generation engine (TRL builds it in "
+                                 "GRPOTrainer.__init__ from use_vllm=True)")
         if vllm is not None and self.speaker_sampling is not None:
             raise ValueError("speaker_sampling is not used with TRL's vLLM engine, which samples with the GRPO "
                              "config's temperature, top_k and top_p: leave speaker_sampling unset, or use_vllm=False")

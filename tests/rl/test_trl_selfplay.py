@@ -291,8 +291,8 @@ def test_rollout_rejects_bad_input(tmp_path, tiny_model_dir, formatter):
     trainer = make_trainer(tmp_path, tiny_model_dir, rollout)
     with pytest.raises(ValueError, match="'nope' is not the pair_id"):
         rollout(["nope"], trainer)
-    trainer.use_vllm = True
-    with pytest.raises(NotImplementedError, match="use_vllm"):
+    trainer.use_vllm = True  # but no engine: an error, not a silent fallback to the policy's own generation
+    with pytest.raises(ValueError, match="no vllm_generation engine"):
         rollout(["p0"], trainer)
 
 
