@@ -29,12 +29,13 @@ ABLATIONS_FILE = Path("docs") / "results" / "ablations.yaml"
 BLOCK = re.compile(r"(<!-- result: (?P<name>[\w.-]+)(?: (?P<view>[\w.-]+))? -->\n)(?P<body>.*?)(<!-- /result -->)",
                    re.S)
 KINDS = ("table", "selfplay", "bench_eval", "bench_selfplay", "bench_receiver", "bench_options", "bench_profile",
-         "bench_profile_compare", "bench_anchor")
+         "bench_profile_compare", "bench_anchor", "recipe")
 # result file name a run writes -> record kind
 RESULT_FILES = {"selfplay_results.json": "selfplay", "bench_eval.json": "bench_eval",
                 "bench_selfplay.json": "bench_selfplay", "bench_receiver.json": "bench_receiver",
                 "bench_options.json": "bench_options", "bench_profile.json": "bench_profile",
-                "bench_profile_compare.json": "bench_profile_compare", "bench_anchor.json": "bench_anchor"}
+                "bench_profile_compare.json": "bench_profile_compare", "bench_anchor.json": "bench_anchor",
+                "recipe.json": "recipe"}
 
 
 class RecordError(ValueError):
@@ -257,10 +258,22 @@ def _bench_anchor(report: dict, view: str | None) -> str:
     return head + markdown(columns, rows)
 
 
+def _recipe(r: dict, view: str | None) -> str:
+    """``p2bot recipe``'s ``recipe.json``: wall-clock time of each step of the run (stages side by side count once)
+    and each stage's own time."""
+    wall, seconds = r.get("wall_seconds", {}), r.get("seconds", {})
+    rows = [[step, _duration(s), " + ".join(f"{name} {_duration(seconds[name])}" for name in step.split("+")
+                                            if name in seconds and "+" in step)]
+            for step, s in wall.items()]
+    rows.append(["**whole recipe**", f"**{_duration(sum(wall.values()))}**", ""])
+    return (f"*`p2bot recipe`, {r['config']}: wall-clock time per step of the run; stages joined by + ran side by "
+            "side*\n\n" + markdown(["step", "wall clock", "each stage"], rows))
+
+
 RENDERERS: dict[str, Callable[[dict, str | None], str]] = {
     "table": _table, "selfplay": _selfplay, "bench_eval": _bench_eval, "bench_selfplay": _bench_selfplay,
     "bench_receiver": _bench_receiver, "bench_options": _bench_options, "bench_profile": _bench_profile,
-    "bench_profile_compare": _bench_profile_compare, "bench_anchor": _bench_anchor}
+    "bench_profile_compare": _bench_profile_compare, "bench_anchor": _bench_anchor, "recipe": _recipe}
 
 
 def _duration(seconds: float | None) -> str:

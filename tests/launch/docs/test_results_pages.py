@@ -88,6 +88,27 @@ def test_a_run_file_becomes_a_record_and_a_stale_block_is_found_and_rerendered(t
     assert render_pages(tmp_path, check=True) == []
 
 
+def test_a_recipes_timings_render_per_step_and_in_total(tmp_path):
+    run = {"config": "launch/configs/experiments/p2_spc.yaml",
+           "seconds": {"sft": 1300.0, "receiver": 1037.8, "rl-seed0": 1850.0, "rl-seed1": 1900.0, "eval": 700.0},
+           "wall_seconds": {"sft+receiver": 1300.0, "rl-seed0+rl-seed1": 1900.0, "eval": 700.0},
+           "provenance": {"command": "p2bot recipe --config launch/configs/experiments/p2_spc.yaml", "config": {},
+                          "commit": "0123456789abcdef", "machine": "test CPU", "machine_details": {},
+                          "date": "2026-12-03T10:00:00+00:00", "wall_time_s": 2600.0, "origin": "run"}}
+    path = tmp_path / "run" / "recipe.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(run))
+    write_record(make_record(path, "recipe_time_test", "Recipe time"), tmp_path)
+    page = tmp_path / "docs" / "recipe.md"
+    page.write_text("<!-- result: recipe_time_test -->\n<!-- /result -->\n")
+    render_pages(tmp_path)
+    text = page.read_text()
+    assert "| sft+receiver | 21 min 40 s | sft 21 min 40 s + receiver 17 min 18 s |" in text
+    assert "| rl-seed0+rl-seed1 | 31 min 40 s | rl-seed0 30 min 50 s + rl-seed1 31 min 40 s |" in text
+    assert "| eval | 11 min 40 s |  |" in text
+    assert "| **whole recipe** | **1 h 5 min** |  |" in text  # 1300 + 1900 + 700 s: side-by-side stages once
+
+
 def test_bad_files_are_refused_naming_file_and_field(tmp_path):
     with pytest.raises(RecordError, match=r"bench_eval.json: field 'provenance' is missing"):
         make_record(_bench_eval_file(tmp_path, provenance=False), "x", "x")
