@@ -25,6 +25,7 @@ from models.networks.receiver import Receiver
 from models.networks.transmitter import Transmitter, saved_reward_models
 from models.prompting.prompt import PromptFormatter
 from models.scoring.judges import LMJudge, NLIJudge, PersonaJudge
+from models.scoring.lexical import TfidfPersonaScorer
 from models.scoring.scorers import LMScorer
 from rl.evaluation.play import Judges, JudgeSettings, ModelEval, judge, play
 from rl.evaluation.stats import compare, comparison_table, corpus_distinct, samples_markdown, summarize, summary_table
@@ -86,7 +87,9 @@ def build_judges(cfg, device: str, data_dialogues=None) -> tuple[Judges, list[st
         trained = (data_dialogues if same else read_data(cfg.seen_personas_from).dialogues)[cfg.seen_personas_skip:]
         seen = frozenset(persona_key(p) for d in trained for p in (d.persona_a, d.persona_b) if p)
     settings = JudgeSettings(num_candidates=cfg.num_persona_candidates, seen_personas=seen)
-    return Judges(PersonaJudge(encoder, cfg.judge_aggregate), lm, receiver, nli, settings), skipped
+    sentences = sorted({s for d in data_dialogues or [] for p in (d.persona_a, d.persona_b) if p for s in p})
+    lexical = PersonaJudge(TfidfPersonaScorer(sentences), cfg.judge_aggregate)  # IDF over the data's personas
+    return Judges(PersonaJudge(encoder, cfg.judge_aggregate), lm, receiver, nli, lexical, settings), skipped
 
 
 # the judges a reward model may also be: (option, config field, the reward role it is compared with, model kind)
@@ -213,7 +216,7 @@ def run_selfplay_eval(cfg, argv: list[str] | None = None, prog: str = "p2bot eva
     tables = [f"### {ev.name}\n\n" + summary_table(ev.name, summaries[ev.name]) for ev in evals]
     payload = dict(models=names, labels=[ev.name for ev in evals], data=cfg.data or "sample", num_pairs=len(pairs),
                    dialogues_per_pair=cfg.dialogues_per_pair, exchanges=cfg.exchanges, device=device, skipped=skipped,
-                   judges=dict(encoder=cfg.judge_encoder, aggregate=cfg.judge_aggregate, lm=cfg.judge_lm,
+                   judges=dict(encoder=cfg.judge_encoder, lexical="tfidf", aggregate=cfg.judge_aggregate, lm=cfg.judge_lm,
                                lm_context=cfg.judge_context, receiver=cfg.receiver, nli=cfg.nli_model),
                    seen_personas=dict(source=cfg.seen_personas_from, skip_dialogues=cfg.seen_personas_skip,
                                       unseen_speakers={ev.name: unseen_speakers(ev) for ev in evals}),

@@ -28,7 +28,8 @@ class PersonaJudge:
     evidence of the whole dialogue side) or the max (its most revealing line).
 
     Args:
-        encoder: anything with ``score(utterances, personas).scores`` (a ``models.networks.receiver.Receiver``).
+        encoder: anything with ``score(utterances, personas)`` giving scores (a ``models.networks.receiver.Receiver``,
+            whose output holds them in ``.scores``; or a ``models.scoring.lexical.TfidfPersonaScorer``).
         aggregate: ``"mean"`` or ``"max"`` over utterances.
         batch_size: encoder batch size.
     """
@@ -45,7 +46,8 @@ class PersonaJudge:
             return torch.zeros(len(candidates))
         utts = [u for _ in candidates for u in said]
         personas = [list(p) for p in candidates for _ in said]
-        s = torch.as_tensor(self.encoder.score(utts, personas, batch_size=self.batch_size).scores).float()
+        out = self.encoder.score(utts, personas, batch_size=self.batch_size)
+        s = torch.as_tensor(getattr(out, "scores", out)).float()  # a Receiver's ScoreOutput, or a lexical tensor
         s = s.view(len(candidates), len(said))  # (C, U)
         return s.mean(1) if self.aggregate == "mean" else s.max(1).values
 

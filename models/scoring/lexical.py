@@ -1,15 +1,22 @@
-"""Lexical-overlap persona scorer: the baseline a learned Receiver has to beat.
+"""Lexical persona scorers: the baselines a learned Receiver has to beat, and a model-free judge.
 
-An utterance's score against a persona is the best Jaccard overlap between its content words and those of
-any one persona sentence: max_j |C(u) ∩ C(p_j)| / |C(u) ∪ C(p_j)|, where C(·) lower-cases, splits into
-words, drops stop-words and strips a plural/verb "s". It is also the "persona coverage (lexical)" measure
-of the evaluation.
+C(·) lower-cases, splits into words, drops stop-words and strips a plural/verb "s" (``content_words``).
+
+- ``LexicalScorer``: an utterance's score against a persona is the best Jaccard overlap between its content words
+  and those of any one persona sentence, max_j |C(u) ∩ C(p_j)| / |C(u) ∪ C(p_j)|. It is also the "persona coverage
+  (lexical)" measure of the evaluation.
+- ``TfidfPersonaScorer``: the cosine between the IDF-weighted content words of an utterance and of the whole
+  persona, IDF taken over a corpus of persona sentences, so that a shared rare word ("paris") counts for more than a
+  shared common one ("dog"). It shares no weights and no architecture with any Receiver: ``p2bot eval --selfplay``
+  ranks personas with it beside the judge encoder.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -64,3 +71,38 @@ class LexicalScorer:
         if len(utterances) != len(personas):
             raise ValueError(f"{len(utterances)} utterances but {len(personas)} personas")
         return torch.tensor([lexical_persona_score(u, p) for u, p in zip(utterances, personas)], dtype=torch.float)
+
+
+class TfidfPersonaScorer:
+    """Model-free persona scores (same call shape as ``Receiver.score``, scores only).
+
+    ``score(u, P) = Σ_{w ∈ C(u) ∩ C(P)} idf(w)² / (‖C(u)‖ ‖C(P)‖)``, binary term counts weighted by
+    ``idf(w) = ln((1 + N) / (1 + df(w))) + 1`` over the ``corpus``'s N sentences; a word the corpus lacks gets the
+    largest IDF. 0 when either side has no content word.
+    """
+
+    def __init__(self, corpus: Iterable[str]):
+        docs = [content_words(s) for s in corpus]
+        df = Counter(w for d in docs for w in d)
+        self.unseen_idf = math.log(1 + len(docs)) + 1
+        self.idf = {w: math.log((1 + len(docs)) / (1 + c)) + 1 for w, c in df.items()}
+        self._persona_cache: dict[tuple[str, ...], tuple[dict[str, float], float]] = {}
+
+    def _vector(self, words: set[str]) -> tuple[dict[str, float], float]:
+        vec = {w: self.idf.get(w, self.unseen_idf) for w in words}
+        return vec, math.sqrt(sum(v * v for v in vec.values()))
+
+    def _persona(self, persona: Sequence[str]) -> tuple[dict[str, float], float]:
+        key = tuple(persona)
+        if key not in self._persona_cache:
+            self._persona_cache[key] = self._vector(set().union(*(content_words(p) for p in persona)))
+        return self._persona_cache[key]
+
+    def score(self, utterances: Sequence[str], personas: Sequence[Sequence[str]], batch_size: int = 0) -> torch.Tensor:
+        if len(utterances) != len(personas):
+            raise ValueError(f"{len(utterances)} utterances but {len(personas)} personas")
+        out = []
+        for u, p in zip(utterances, personas):
+            (uv, un), (pv, pn) = self._vector(content_words(u)), self._persona(p)
+            out.append(sum(w * pv[k] for k, w in uv.items() if k in pv) / (un * pn) if un and pn else 0.0)
+        return torch.tensor(out, dtype=torch.float)

@@ -50,7 +50,8 @@ def test_selfplay_eval_compares_two_models_with_every_judge(one_word_policy, tin
     result = json.loads((out / "selfplay_results.json").read_text())
     assert result["num_pairs"] == 3 and result["skipped"] == [] and len(result["labels"]) == 2
     comparison = result["comparison"]
-    for key in ("perceive_hits1", "receiver_hits1", "judge_ppl", "copy_rate", "echo_rate", "contradiction_persona",
+    assert result["judges"]["lexical"] == "tfidf"
+    for key in ("perceive_hits1", "lexical_hits1", "lexical_mrr", "receiver_hits1", "judge_ppl", "copy_rate", "echo_rate", "contradiction_persona",
                 "distinct_2", "cutoff_rate"):
         assert {"a", "b", "diff", "low", "high", "rel"} <= set(comparison[key]), key
     dialogues = [json.loads(line) for line in (out / "selfplay_dialogues.jsonl").read_text().splitlines()]

@@ -46,6 +46,28 @@ def test_a_silent_speaker_ties_every_candidate(minilm):
     assert rr == pytest.approx(sum(1 / k for k in range(1, 7)) / 6)
 
 
+def test_tfidf_judge_ranks_by_shared_words_weighted_by_rarity():
+    from models.scoring.lexical import TfidfPersonaScorer
+
+    corpus = [s for p in [OWN, *OTHERS] for s in p] + ["I have a cat.", "I have a dog.", "I love my dog."]
+    scorer = TfidfPersonaScorer(corpus)
+    judge = PersonaJudge(scorer)
+    said = ["Back from my shift at the hospital, so tired.", "Max is asleep on my feet."]
+    assert judge.rank(said, OWN, OTHERS) == (1.0, 1.0)
+    assert int(judge.candidate_scores(["I live in Alaska, the cold is fine."], [OWN, *OTHERS]).argmax()) == 1
+    # a rare shared word ("max") outweighs a common one ("dog", in three corpus sentences)
+    rare, common = scorer.score(["max and my dog"] * 2, [["i have max."], ["i have a dog."]]).tolist()
+    assert 0 < common < rare < 1.0
+    assert scorer.score(["dog"], [["i have a dog."]]).item() == pytest.approx(1.0)
+    assert scorer.idf["max"] > scorer.idf["dog"]
+    # no content word in common (or none at all) scores 0; a silent speaker ties every candidate
+    assert scorer.score(["the weather is so nice"], [OWN]).item() == 0.0
+    assert scorer.score(["hi, how are you?"], [OWN]).item() == 0.0
+    assert torch.equal(judge.candidate_scores(["", " "], [OWN, *OTHERS]), torch.zeros(6))
+    with pytest.raises(ValueError, match="2 utterances but 1 personas"):
+        scorer.score(["a", "b"], [OWN])
+
+
 def test_lm_judge_scores_the_response_after_the_context_it_is_told():
     t = tiny_transmitter(seed=3)
     fmt = PromptFormatter(t.tokenizer, max_history_tokens=64)
