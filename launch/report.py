@@ -1,4 +1,5 @@
-"""Run reports: PNG plots of logged metrics over steps, and a metrics table in Markdown."""
+"""Run reports: PNG plots of logged metrics over steps, a metrics table in Markdown, and the reward components of
+several runs (e.g. a recipe's RL seeds) side by side."""
 
 from __future__ import annotations
 
@@ -81,3 +82,49 @@ def markdown_table(rows: dict[str, dict[str, float]], columns: Sequence[str]) ->
         cells = [f"{values[c]:.4g}" if isinstance(values.get(c), (int, float)) else "-" for c in columns]
         body.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join([head, sep, *body])
+
+
+def _window_mean(rows: Sequence[dict], name: str, lo: int, hi: int | None) -> float | None:
+    """Mean of ``name`` over the logged rows ``lo:hi`` that have it."""
+    values = series(rows, name)[1][lo:hi]
+    return sum(values) / len(values) if values else None
+
+
+def reward_trends(runs: dict[str, Sequence[dict]], out_dir: str | os.PathLike, start: int = 0, window: int = 5,
+                  prefix: str = "reward/") -> str:
+    """Each reward component of several runs (``{label: metrics rows}``), as logged (``reward/<name>``: the raw
+    component, before normalisation): one PNG per component with a line per run, written to ``out_dir``, and a
+    Markdown section with, per run and component, the mean over ``window`` logged iterations from ``start`` (e.g.
+    the first with the full number of exchanges) and over the last ``window``. Empty when no run logged one."""
+    out = Path(out_dir)
+    names = sorted({n for rows in runs.values() for n in _matching(rows, (prefix,)) if series(rows, n)[0]})
+    if not names:
+        return ""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"Mean of each raw reward component over {window} iterations from iteration {start} (first) and over the "
+             f"last {window} (last), per run.", "",
+             "| run | " + " | ".join(f"{n[len(prefix):]} first → last" for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for label, rows in runs.items():
+        cells = []
+        for n in names:
+            first, last = _window_mean(rows, n, start, start + window), _window_mean(rows, n, -window, None)
+            cells.append("-" if first is None else f"{first:.3g} → {last:.3g}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for n in names:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, rows in runs.items():
+            xs, ys = series(rows, n)
+            if xs:
+                ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, markersize=3, label=label)
+        ax.set_title(f"{n} (raw, before normalisation)")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        filename = n.replace("/", "_") + ".png"
+        fig.savefig(out / filename, dpi=110)
+        plt.close(fig)
+        lines.append(f"![{n}]({out.name}/{filename})")
+    return "\n".join(lines) + "\n"

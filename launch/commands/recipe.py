@@ -305,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         report = (f"# {Path(args.config).name}\n\nStage times (s): {timings}; wall clock (s): {wall} "
                   f"(total {total / 60:.1f} min)\n\n## Evaluation (p2bot eval --selfplay)\n\n"
                   + table.read_text())
+        from launch.report import read_metrics, reward_trends
+
+        runs = {stage.replace("rl-", ""): read_metrics(rl_dir(out, stage) / "metrics.jsonl")
+                for stage in stage_names(recipe) if command_of(stage) == "rl"
+                and (rl_dir(out, stage) / "metrics.jsonl").is_file()}
+        trends = reward_trends(runs, out / "report", start=int(recipe.get("rl", {}).get("curriculum_steps", 0)))
+        if trends:
+            report += "\n## Reward components per RL run\n\n" + trends
         (out / "report.md").write_text(report)
         print(f"\n=== [recipe] report: {out / 'report.md'}")
     return 0

@@ -37,3 +37,19 @@ def test_read_metrics_survives_a_torn_line_and_keeps_one_row_per_step(tmp_path):
     rows = [{"step": 0, "x": 1.0}, {"step": 1, "x": 2.0}, {"step": 1, "x": 3.0}]  # step 1 logged twice (old runs)
     path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 2, "x"')  # killed mid-line
     assert read_metrics(path) == [{"step": 0, "x": 1.0}, {"step": 1, "x": 3.0}]
+
+
+def test_reward_trends_per_run_plots_and_first_last_means(tmp_path):
+    from launch.report import reward_trends
+
+    seed0 = [{"step": s, "reward/persona": float(s), "reward/fluency": -1.0} for s in range(10)]
+    seed1 = [{"step": s, "reward/persona": 10.0 - s, "objective/kl": 0.1} for s in range(10)]
+    text = reward_trends({"seed0": seed0, "seed1": seed1}, tmp_path / "report", start=2, window=3)
+    assert "| run | fluency first → last | persona first → last |" in text
+    assert "| seed0 | -1 → -1 | 3 → 8 |" in text  # persona: mean of steps 2-4, then of 7-9
+    assert "| seed1 | - | 7 → 2 |" in text  # seed1 logged no fluency
+    for name in ("reward_persona.png", "reward_fluency.png"):
+        assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(report/{name})" in text
+    assert reward_trends({"seed0": [{"step": 0, "objective/kl": 0.1}]}, tmp_path / "none") == ""
+    assert not (tmp_path / "none").exists()
