@@ -6,7 +6,9 @@ stage (``sft``, ``receiver``, ``rl``, ``eval``: the options of that ``p2bot`` co
 together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the evaluation uses
 only their persona pairs. The evaluation takes RL's last checkpoint. With ``rl_seeds: [0, 1, ...]`` RL runs once
 per seed (into ``rl/seed-<S>``; side by side with ``--parallel``) and ``p2bot average`` averages the runs' last
-policies into ``average/model``, which the evaluation takes. The evaluation also reports perceivability over the
+policies into ``average/model``, which the evaluation takes; then each seed's own last policy is judged against the
+same SFT dialogues (``eval/seed-<S>``), and the report tables every seed and the average on the four targets of
+``rl.evaluation.targets``. The evaluation also reports perceivability over the
 speakers whose persona the training split does not contain. A stage whose output is complete is skipped, so an interrupted recipe
 continues where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. ``--parallel`` runs SFT and
 the Receiver (independent of each other) side by side as two processes, each with half the CPU threads, their output
@@ -78,8 +80,8 @@ def rl_seeds(recipe: dict) -> list[int] | None:
 
 
 def stage_names(recipe: dict) -> list[str]:
-    """The stages of this recipe in order: ``rl`` is one ``rl-seed<S>`` per RL seed and ``average`` follows them
-    when there are ``rl_seeds``."""
+    """The stages of this recipe in order: with ``rl_seeds``, ``rl`` is one ``rl-seed<S>`` per RL seed, ``average``
+    follows them, and after ``eval`` (of the average) one ``eval-seed<S>`` judges each seed's own last policy."""
     seeds = rl_seeds(recipe)
     names = []
     for stage in STAGES:
@@ -87,6 +89,8 @@ def stage_names(recipe: dict) -> list[str]:
             names += [f"rl-seed{s}" for s in seeds]
         elif not (stage == "average" and not seeds):
             names.append(stage)
+        if stage == "eval" and seeds:
+            names += [f"eval-seed{s}" for s in seeds]
     return names
 
 
@@ -144,6 +148,10 @@ def stage_configs(recipe: dict, out: Path, force: bool = False) -> dict[str, dic
                      skip_dialogues=0, max_dialogues=held, output_dir=str(out / "eval"), seed=seed,
                      seen_personas_from=data or "sample", seen_personas_skip=held),
     }
+    for stage in (s for s in stage_names(recipe) if s.startswith("eval-seed")):  # the SFT dialogues played once
+        fixed[stage] = {**fixed["eval"], "model": str(rl_last_policy(out, f"rl-seed{_seed_of(stage)}", recipe)),
+                        "compare_transcripts": str(out / "eval" / "selfplay_dialogues.jsonl"),
+                        "output_dir": str(eval_dir(out, stage))}
     configs = {}
     for stage in stage_names(recipe):
         command = command_of(stage)
@@ -165,7 +173,12 @@ def done(stage: str, out: Path, recipe: dict) -> bool:
         return (rl_last_policy(out, stage, recipe) / "p2bot_transmitter.json").is_file()
     if stage == "average":
         return (out / "average" / "model" / "p2bot_transmitter.json").is_file()
-    return (out / "eval" / "selfplay_results.json").is_file()
+    return (eval_dir(out, stage) / "selfplay_results.json").is_file()
+
+
+def eval_dir(out: Path, stage: str) -> Path:
+    """Where an evaluation stage writes: ``eval`` (the recipe's policy) or ``eval/seed-<S>`` (one RL seed's)."""
+    return out / "eval" if stage == "eval" else out / "eval" / f"seed-{_seed_of(stage)}"
 
 
 def _write_config(stage: str, config: dict, out: Path) -> Path:
@@ -310,6 +323,15 @@ def main(argv: list[str] | None = None) -> int:
         runs = {stage.replace("rl-", ""): read_metrics(rl_dir(out, stage) / "metrics.jsonl")
                 for stage in stage_names(recipe) if command_of(stage) == "rl"
                 and (rl_dir(out, stage) / "metrics.jsonl").is_file()}
+        seeds = [st for st in stage_names(recipe) if st.startswith("eval-seed")]
+        if seeds:
+            from rl.evaluation.targets import targets_table
+
+            comparisons = {name: json.loads((eval_dir(out, st) / "selfplay_results.json").read_text())["comparison"]
+                           for name, st in [("average", "eval"), *((st.replace("eval-", ""), st) for st in seeds)]
+                           if (eval_dir(out, st) / "selfplay_results.json").is_file()}
+            report += ("\n## Each RL seed and the average against SFT (the four targets)\n\n"
+                       + targets_table(comparisons) + "\n")
         trends = reward_trends(runs, out / "report", start=int(recipe.get("rl", {}).get("curriculum_steps", 0)))
         if trends:
             report += "\n## Reward components per RL run\n\n" + trends

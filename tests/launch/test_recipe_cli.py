@@ -127,13 +127,20 @@ def test_parallel_runs_sft_and_receiver_side_by_side_and_a_failure_keeps_the_oth
 
 def test_rl_seeds_wire_one_run_per_seed_an_average_and_its_evaluation(tmp_path):
     configs = stage_configs({"heldout_dialogues": 10, "rl_seeds": [3, 5], "rl": {"max_steps": 7}}, tmp_path)
-    assert list(configs) == ["sft", "receiver", "rl-seed3", "rl-seed5", "average", "eval"]
+    assert list(configs) == ["sft", "receiver", "rl-seed3", "rl-seed5", "average", "eval", "eval-seed3", "eval-seed5"]
     finals = [str(tmp_path / "rl" / f"seed-{s}" / "checkpoint-7" / "policy") for s in (3, 5)]
     for s in (3, 5):
         assert configs[f"rl-seed{s}"]["seed"] == s and configs[f"rl-seed{s}"]["max_steps"] == 7
         assert configs[f"rl-seed{s}"]["output_dir"] == str(tmp_path / "rl" / f"seed-{s}")
     assert configs["average"]["models"] == ",".join(finals)
     assert configs["eval"]["model"] == str(tmp_path / "average" / "model")
+    for s, final in zip((3, 5), finals):  # each seed's own policy, against the SFT dialogues the eval stage played
+        seed_eval = configs[f"eval-seed{s}"]
+        assert seed_eval["model"] == final and seed_eval["output_dir"] == str(tmp_path / "eval" / f"seed-{s}")
+        assert seed_eval["compare_transcripts"] == str(tmp_path / "eval" / "selfplay_dialogues.jsonl")
+        own = ("model", "output_dir", "compare_transcripts")
+        assert {k: v for k, v in seed_eval.items() if k not in own} == \
+            {k: v for k, v in configs["eval"].items() if k not in own}
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -184,11 +191,20 @@ def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_pa
     result = json.loads((out / "eval" / "selfplay_results.json").read_text())
     assert result["models"] == [str(out / "average" / "model"), str(out / "sft" / "model")]
     saved = json.loads((out / "recipe.json").read_text())
-    assert set(saved["seconds"]) == {"sft", "receiver", "rl-seed0", "rl-seed1", "rl-seed2", "average", "eval"}
+    assert set(saved["seconds"]) == {"sft", "receiver", "rl-seed0", "rl-seed1", "rl-seed2", "average", "eval",
+                                     "eval-seed0", "eval-seed1", "eval-seed2"}
+    for s in (0, 1, 2):
+        seed_result = json.loads((out / "eval" / f"seed-{s}" / "selfplay_results.json").read_text())
+        assert seed_result["models"] == [str(finals[s]), str(out / "sft" / "model")]
+        assert seed_result["compare_transcripts"] == str(out / "eval" / "selfplay_dialogues.jsonl")
+    report = (out / "report.md").read_text()
+    assert "## Each RL seed and the average against SFT (the four targets)" in report
+    assert all(f"| {name} | " in report for name in ("average", "seed0", "seed1", "seed2"))
+    assert "## Reward components per RL run" in report and (out / "report" / "reward_persona.png").is_file()
     # two RL runs at a time (--max_parallel 2), then the third (alone: the group has nothing else pending)
     assert {"sft+receiver", "rl-seed0+rl-seed1", "rl-seed2"} <= set(saved["wall_seconds"])
     assert main(argv) == 0  # everything complete: nothing reruns
-    assert capsys.readouterr().out.count("complete, skipped") == 7
+    assert capsys.readouterr().out.count("complete, skipped") == 10
 
 
 def test_rl_resumes_from_its_last_checkpoint_unless_forced(tmp_path):
