@@ -58,19 +58,24 @@ def plot_metrics(rows: Sequence[dict], out_dir: str | os.PathLike) -> list[Path]
         names = [n for n in _matching(rows, patterns) if len(series(rows, n)[0]) > 0]
         if not names:
             continue
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for name in names:
-            xs, ys = series(rows, name)
-            ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, markersize=3, label=name)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / filename, dpi=110)
-        plt.close(fig)
+        _save_lines(out / filename, title, {name: series(rows, name) for name in names})
         written.append(out / filename)
     return written
+
+
+def _save_lines(path: Path, title: str, lines: dict[str, tuple[list[float], list[float]]]) -> None:
+    """One PNG at ``path``: a line per ``{label: (steps, values)}`` that has points, against the step."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (xs, ys) in lines.items():
+        if xs:
+            ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, markersize=3, label=label)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def markdown_table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> str:
@@ -113,18 +118,8 @@ def reward_trends(runs: dict[str, Sequence[dict]], out_dir: str | os.PathLike, s
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     for n in names:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for label, rows in runs.items():
-            xs, ys = series(rows, n)
-            if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, markersize=3, label=label)
-        ax.set_title(f"{n} (raw, before normalisation)")
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
         filename = n.replace("/", "_") + ".png"
-        fig.savefig(out / filename, dpi=110)
-        plt.close(fig)
+        _save_lines(out / filename, f"{n} (raw, before normalisation)",
+                    {label: series(rows, n) for label, rows in runs.items()})
         lines.append(f"![{n}]({out.name}/{filename})")
     return "\n".join(lines) + "\n"
