@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                            if (eval_dir(out, st) / "selfplay_results.json").is_file()}
             report += ("\n## Each RL seed and the average against SFT (the four targets)\n\n"
                        + targets_table(comparisons) + "\n")
-        trends = reward_trends(runs, out / "report", start=int(recipe.get("rl", {}).get("curriculum_steps", 0)))
+        trends = reward_trends(runs, out / "report", start=int((recipe.get("rl") or {}).get("curriculum_steps", 0)))
         if trends:
             report += "\n## Reward components per RL run\n\n" + trends
         (out / "report.md").write_text(report)
