@@ -1,34 +1,25 @@
-"""``p2bot eval``: F1, Hits@1 (NUP head and LM likelihood) and perplexity of a Transmitter on a data set; with
-``--selfplay``, self-play on held-out persona pairs scored by frozen judges (``launch.commands.eval_selfplay``).
+"""``p2bot eval``: F1, Hits@1 (NUP head and LM likelihood) and perplexity of a Transmitter on a data set
+(``launch.commands.eval_gold``), with ``--compare`` against a second model on the same turns with paired bootstrap
+intervals; with ``--selfplay``, self-play on held-out persona pairs scored by frozen judges
+(``launch.commands.eval_selfplay``).
 
 Hits@1 ranks the gold response among ``num_candidates`` (the data's own candidates, else responses of other
 dialogues drawn with ``seed``). Perplexity is over the gold response tokens (incl. the end marker) at the
-model's own tokenizer level. Writes ``eval_results.json`` and the resolved config to ``output_dir``.
+model's own tokenizer level. Writes ``eval_results.json`` (with ``--compare`` also ``eval_table.md``) and the
+resolved config to ``output_dir``.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from data_prep.files.atomic import write_text_atomic
-from launch.commands.sft import load_dialogues
 from launch.config_io import start_command
-from launch.errors import option, require_inputs
-from launch.provenance import run_provenance
+from launch.errors import require_inputs
 from models.generation.sampling import BACKENDS
-from models.loading.pretrained import resolve_device, resolve_dtype
-from models.networks.transmitter import Transmitter
-from models.prompting.prompt import PromptFormatter
-from models.scoring.gold_eval import build_eval_examples, evaluate_transmitter
-
-RESULTS_FILE = "eval_results.json"
+from models.loading.pretrained import resolve_dtype
 
 
 @dataclass
@@ -68,8 +59,11 @@ class EvalConfig:
     partner: str | None = field(default=None, metadata={
         "help": "--selfplay: a fixed partner model that speaks as B for every evaluated model (only A is judged)"})
     compare: str | None = field(default=None, metadata={
-        "help": "--selfplay: a second model run on the same pairs and seeds; differences are model - compare, with "
-                "paired-bootstrap CIs"})
+        "help": "a second model evaluated on the same turns (with --selfplay: pairs and seeds); differences are "
+                "model - compare, with paired-bootstrap CIs (over dialogues; with --selfplay over pairs)"})
+    compare_results: str | None = field(default=None, metadata={
+        "help": "without --selfplay, with --compare: read the compare model's per-turn values from this earlier "
+                "p2bot eval's output_dir (same data, turns and settings: checked) instead of evaluating it again"})
     compare_transcripts: str | None = field(default=None, metadata={
         "help": "--selfplay: with --compare, read the compare model's dialogues from this earlier --selfplay run's "
                 "output_dir instead of generating them again (same model, pairs and generation settings: checked) "
@@ -91,7 +85,7 @@ class EvalConfig:
     seen_personas_skip: int = field(default=0, metadata={
         "help": "--selfplay: skip the first N dialogues of --seen_personas_from (e.g. the held-out ones)"})
     num_persona_candidates: int = field(default=20, metadata={"help": "--selfplay: own persona + distractors"})
-    bootstrap_samples: int = field(default=2000, metadata={"help": "--selfplay: bootstrap resamples"})
+    bootstrap_samples: int = field(default=2000, metadata={"help": "bootstrap resamples of a --compare"})
     batch_pairs: int = field(default=8, metadata={"help": "--selfplay: persona pairs generated together"})
     generation_backend: str = field(default="hf", metadata={"help": "--selfplay: hf, static (static KV cache; "
                                                                     "torch.compile on CUDA) or continuous (continuous "
@@ -127,6 +121,14 @@ class EvalConfig:
                                      "output_dir")
             if self.num_persona_candidates < 2:
                 raise ValueError(f"num_persona_candidates={self.num_persona_candidates}: must be at least 2")
+        elif self.compare_transcripts:
+            raise ValueError("--compare_transcripts reuses --selfplay dialogues; without --selfplay use "
+                             "--compare_results")
+        if self.compare_results and (self.selfplay or not self.compare):
+            raise ValueError("--compare_results needs --compare and no --selfplay (with --selfplay, "
+                             "--compare_transcripts reuses the compare model's dialogues)")
+        if self.bootstrap_samples < 1:
+            raise ValueError(f"bootstrap_samples={self.bootstrap_samples}: must be at least 1")
         if self.num_beams > 1 and self.do_sample:
             raise ValueError("num_beams > 1 and do_sample are exclusive: pick beam search or sampling")
         if self.num_candidates < 2:
@@ -142,32 +144,11 @@ CONFIG_TYPES = (EvalConfig,)  # what main parses; the docs build its parser from
 def main(argv: list[str] | None = None) -> int:
     cfg, out = start_command(*CONFIG_TYPES, argv, prog="p2bot eval", description=__doc__)
     torch.manual_seed(cfg.seed)
-    require_inputs(models={"--model": cfg.model})
+    require_inputs(models={"--model": cfg.model, "--compare": cfg.compare})
     if cfg.selfplay:
         from launch.commands.eval_selfplay import run_selfplay_eval
 
         return run_selfplay_eval(cfg, argv)
-    with option("--data"):
-        dialogues = load_dialogues(cfg.data, cfg.data_format, cfg.skip_dialogues, cfg.max_dialogues)
-        examples = build_eval_examples(dialogues, cfg.num_candidates, cfg.seed, cfg.examples_per_dialogue)
-    start = time.perf_counter()
-    with option("--model", cfg.model):
-        model = Transmitter.from_pretrained(cfg.model, device=resolve_device(cfg.device),
-                                            torch_dtype=resolve_dtype(cfg.torch_dtype))
-    load_s = time.perf_counter() - start
-    formatter = PromptFormatter(model.tokenizer, max_history_tokens=cfg.max_history_tokens)
-    print(f"p2bot eval: {cfg.model} on {len(dialogues)} dialogues, {len(examples)} examples (model loaded in "
-          f"{load_s:.1f}s)", file=sys.stderr)
-    sampling = dict(do_sample=cfg.do_sample, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                    num_beams=cfg.num_beams)
-    metrics = cfg.metric_list()
-    phases = ("f1" in metrics) + bool({"hits", "ppl"} & set(metrics))  # generation, then scoring
-    with tqdm(total=phases * len(examples), desc="p2bot eval", unit="example", file=sys.stderr) as bar:
-        result = evaluate_transmitter(model, examples, formatter, metrics=metrics, batch_size=cfg.batch_size,
-                                      max_new_tokens=cfg.max_new_tokens, progress=bar.update, **sampling)
-    payload = dict(model=cfg.model, data=cfg.data or "sample", num_dialogues=len(dialogues), **result.to_dict(),
-                   provenance=run_provenance("p2bot eval", argv, cfg))
-    write_text_atomic(out / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
-    print(result.table())
-    print(f"results: {out / RESULTS_FILE}")
-    return 0
+    from launch.commands.eval_gold import run_gold_eval
+
+    return run_gold_eval(cfg, argv, out)

@@ -1,19 +1,21 @@
 """``p2bot recipe``: a whole experiment from one YAML: SFT → Receiver → RL (→ average) → self-play evaluation of
-RL vs SFT.
+RL vs SFT → RL vs SFT on held-out gold turns.
 
 The recipe file names the data and how many of its first dialogues are held out, plus one mapping of options per
-stage (``sft``, ``receiver``, ``rl``, ``eval``: the options of that ``p2bot`` command). The recipe wires the stages
-together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues, and the evaluation uses
-only their persona pairs. The evaluation takes RL's last checkpoint. With ``rl_seeds: [0, 1, ...]`` RL runs once
-per seed (into ``rl/seed-<S>``; side by side with ``--parallel``) and ``p2bot average`` averages the runs' last
-policies into ``average/model``, which the evaluation takes; then each seed's own last policy is judged against the
-same SFT dialogues (``eval/seed-<S>``), and the report tables every seed and the average on the four targets of
-``rl.evaluation.targets``. The evaluation also reports perceivability over the
-speakers whose persona the training split does not contain. A stage whose output is complete is skipped, so an interrupted recipe
-continues where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage. ``--parallel`` runs SFT and
-the Receiver (independent of each other) side by side as two processes, each with half the CPU threads, their output
-in ``<output_dir>/sft.log`` and ``receiver.log``. Writes ``<output_dir>/<stage>.yaml`` (each stage's config), the
-stages' folders, and ``report.md`` / ``recipe.json`` (seconds per stage, and wall-clock seconds per step of the run).
+stage (``sft``, ``receiver``, ``rl``, ``eval``: the options of that ``p2bot`` command; ``gold``: options of
+``p2bot eval`` without ``--selfplay``, for F1, Hits@1 and perplexity on the held-out dialogues' own turns). The
+recipe wires the stages together and enforces the split: SFT, the Receiver and RL never see the held-out dialogues,
+and the evaluations use only those. The evaluation takes RL's last checkpoint. With ``rl_seeds: [0, 1, ...]`` RL
+runs once per seed (into ``rl/seed-<S>``) and ``p2bot average`` averages the runs' last policies into
+``average/model``, which the evaluations take; then each seed's own last policy is judged against the same SFT
+dialogues (``eval/seed-<S>``) and SFT's gold values (``gold/seed-<S>``), and the report tables every seed and the
+average on the targets of ``rl.evaluation.targets``. The evaluation also reports perceivability over the speakers
+whose persona the training split does not contain. A stage whose output is complete is skipped, so an interrupted
+recipe continues where it stopped (RL resumes from its last checkpoint); ``--force`` reruns every stage.
+``--parallel`` runs independent stages side by side as processes with an equal share of the CPU threads, their
+output in ``<output_dir>/<stage>.log``: SFT and the Receiver, the RL seeds, the seeds' evaluations. Writes
+``<output_dir>/<stage>.yaml`` (each stage's config), the stages' folders, and ``report.md`` / ``recipe.json``
+(seconds per stage, and wall-clock seconds per step of the run).
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from data_prep.files.atomic import write_text_atomic
 from launch.config_io import canonical_keys
 from launch.provenance import run_provenance
 
-STAGES = ("sft", "receiver", "rl", "average", "eval")
-MAPPINGS = ("sft", "receiver", "rl", "eval")  # the stages a recipe gives options to
+STAGES = ("sft", "receiver", "rl", "average", "eval", "gold")
+MAPPINGS = ("sft", "receiver", "rl", "eval", "gold")  # the stages a recipe gives options to
+COMMANDS = {"gold": "eval"}  # a stage whose p2bot command is not its name
 TOP_KEYS = {"output_dir", "data", "heldout_dialogues", "seed", "rl_seeds", *MAPPINGS}
-OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"}, "eval": {"seed"}}
+OVERRIDABLE = {"sft": {"model", "seed"}, "receiver": {"model_name_or_path", "seed"}, "rl": {"seed"}, "eval": {"seed"},
+               "gold": {"seed"}}
 
 
 class RecipeError(ValueError):
@@ -60,7 +64,8 @@ def load_recipe(path: str | os.PathLike) -> dict:
         raise RecipeError(f"{path}: unknown keys {sorted(unknown)} (expected {sorted(TOP_KEYS)})")
     for stage in MAPPINGS:
         if not isinstance(recipe.get(stage, {}) or {}, dict):
-            raise RecipeError(f"{path}: field '{stage}': expected a mapping of p2bot {stage} options")
+            raise RecipeError(f"{path}: field '{stage}': expected a mapping of p2bot {COMMANDS.get(stage, stage)} "
+                              "options")
     if int(recipe.get("heldout_dialogues", 0)) < 1:
         raise RecipeError(f"{path}: field 'heldout_dialogues': hold out at least one dialogue for the evaluation")
     seeds = recipe.get("rl_seeds")
@@ -81,7 +86,8 @@ def rl_seeds(recipe: dict) -> list[int] | None:
 
 def stage_names(recipe: dict) -> list[str]:
     """The stages of this recipe in order: with ``rl_seeds``, ``rl`` is one ``rl-seed<S>`` per RL seed, ``average``
-    follows them, and after ``eval`` (of the average) one ``eval-seed<S>`` judges each seed's own last policy."""
+    follows them, and after ``eval`` and ``gold`` (of the average) one ``eval-seed<S>`` / ``gold-seed<S>`` per seed
+    evaluates that seed's own last policy."""
     seeds = rl_seeds(recipe)
     names = []
     for stage in STAGES:
@@ -89,14 +95,19 @@ def stage_names(recipe: dict) -> list[str]:
             names += [f"rl-seed{s}" for s in seeds]
         elif not (stage == "average" and not seeds):
             names.append(stage)
-        if stage == "eval" and seeds:
-            names += [f"eval-seed{s}" for s in seeds]
+        if stage in ("eval", "gold") and seeds:
+            names += [f"{stage}-seed{s}" for s in seeds]
     return names
 
 
-def command_of(stage: str) -> str:
-    """The ``p2bot`` command a stage runs (``rl-seed3`` → ``rl``)."""
+def mapping_of(stage: str) -> str:
+    """The recipe mapping a stage takes its options from (``rl-seed3`` → ``rl``)."""
     return stage.split("-seed")[0]
+
+
+def command_of(stage: str) -> str:
+    """The ``p2bot`` command a stage runs (``rl-seed3`` → ``rl``, ``gold-seed3`` → ``eval``)."""
+    return COMMANDS.get(mapping_of(stage), mapping_of(stage))
 
 
 def _seed_of(stage: str) -> int:
@@ -148,17 +159,20 @@ def stage_configs(recipe: dict, out: Path, force: bool = False) -> dict[str, dic
                      skip_dialogues=0, max_dialogues=held, output_dir=str(out / "eval"), seed=seed,
                      seen_personas_from=data or "sample", seen_personas_skip=held),
     }
-    for stage in (s for s in stage_names(recipe) if s.startswith("eval-seed")):  # the SFT dialogues played once
-        fixed[stage] = {**fixed["eval"], "model": str(rl_last_policy(out, f"rl-seed{_seed_of(stage)}", recipe)),
-                        "compare_transcripts": str(out / "eval" / "selfplay_dialogues.jsonl"),
-                        "output_dir": str(eval_dir(out, stage))}
+    fixed["gold"] = dict(selfplay=False, model=last, compare=str(out / "sft" / "model"), data=data, skip_dialogues=0,
+                         max_dialogues=held, output_dir=str(out / "gold"), seed=seed)
+    for stage in (s for s in stage_names(recipe) if "-seed" in s and mapping_of(s) in ("eval", "gold")):
+        policy = str(rl_last_policy(out, f"rl-seed{_seed_of(stage)}", recipe))
+        reuse = ({"compare_transcripts": str(out / "eval" / "selfplay_dialogues.jsonl")} if mapping_of(stage) == "eval"
+                 else {"compare_results": str(out / "gold")})  # SFT played or scored once
+        fixed[stage] = {**fixed[mapping_of(stage)], "model": policy, **reuse, "output_dir": str(eval_dir(out, stage))}
     configs = {}
     for stage in stage_names(recipe):
-        command = command_of(stage)
-        given = canonical_keys(f"p2bot {command}", recipe.get(command) or {})
-        clash = (set(given) & set(fixed[stage])) - OVERRIDABLE.get(command, set())
+        command, mapping = command_of(stage), mapping_of(stage)
+        given = canonical_keys(f"p2bot {command}", recipe.get(mapping) or {})
+        clash = (set(given) & set(fixed[stage])) - OVERRIDABLE.get(mapping, set())
         if clash:
-            raise RecipeError(f"field '{command}': {sorted(clash)} are set by the recipe (data split and stage wiring)")
+            raise RecipeError(f"field '{mapping}': {sorted(clash)} are set by the recipe (data split and stage wiring)")
         configs[stage] = {**fixed[stage], **given}
     return configs
 
@@ -173,12 +187,15 @@ def done(stage: str, out: Path, recipe: dict) -> bool:
         return (rl_last_policy(out, stage, recipe) / "p2bot_transmitter.json").is_file()
     if stage == "average":
         return (out / "average" / "model" / "p2bot_transmitter.json").is_file()
-    return (eval_dir(out, stage) / "selfplay_results.json").is_file()
+    results = "eval_results.json" if mapping_of(stage) == "gold" else "selfplay_results.json"
+    return (eval_dir(out, stage) / results).is_file()
 
 
 def eval_dir(out: Path, stage: str) -> Path:
-    """Where an evaluation stage writes: ``eval`` (the recipe's policy) or ``eval/seed-<S>`` (one RL seed's)."""
-    return out / "eval" if stage == "eval" else out / "eval" / f"seed-{_seed_of(stage)}"
+    """Where an evaluation stage writes: ``eval`` / ``gold`` (the recipe's policy) or ``eval/seed-<S>`` /
+    ``gold/seed-<S>`` (one RL seed's)."""
+    mapping = mapping_of(stage)
+    return out / mapping if stage == mapping else out / mapping / f"seed-{_seed_of(stage)}"
 
 
 def _write_config(stage: str, config: dict, out: Path) -> Path:
@@ -197,8 +214,9 @@ def run_stage(stage: str, config: dict, out: Path) -> None:
 
 def side_by_side(recipe: dict) -> list[tuple[str, ...]]:
     """Groups of stages independent of each other, which ``--parallel`` runs as concurrent processes: SFT and the
-    Receiver; the RL runs of ``rl_seeds``."""
-    return [("sft", "receiver"), tuple(s for s in stage_names(recipe) if s.startswith("rl-seed"))]
+    Receiver; the RL runs of ``rl_seeds``; the evaluations of each seed (self-play, then gold turns)."""
+    names = stage_names(recipe)
+    return [("sft", "receiver"), *(tuple(s for s in names if s.startswith(f"{m}-seed")) for m in ("rl", "eval", "gold"))]
 
 
 def _cpu_count() -> int:
@@ -244,11 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", help="overrides the recipe's output_dir")
     parser.add_argument("--data", help="overrides the recipe's data (the dialogue file every stage reads)")
     parser.add_argument("--stages", default=",".join(STAGES),
-                        help="comma-separated subset of sft,receiver,rl,average,eval (rl: every RL seed)")
+                        help="comma-separated subset of sft,receiver,rl,average,eval,gold (rl: every RL seed)")
     parser.add_argument("--force", action="store_true", help="rerun every stage from the start, even where its output is complete (RL from step 0)")
     parser.add_argument("--parallel", action="store_true",
                         help="run SFT and the Receiver side by side (two processes, half the CPU threads each), "
-                             "and the RL runs of rl_seeds side by side")
+                             "and the RL runs of rl_seeds, and their evaluations, side by side")
     parser.add_argument("--max_parallel", type=int, default=0,
                         help="with --parallel, at most this many processes at once (0: no limit); e.g. 2 when memory "
                              "holds only two RL runs")
@@ -267,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         asked = [s.strip() for s in args.stages.split(",") if s.strip()]
         if set(asked) - set(STAGES):
             raise RecipeError(f"--stages: unknown stages {sorted(set(asked) - set(STAGES))}")
-        stages = [s for s in stage_names(recipe) if command_of(s) in asked]
+        stages = [s for s in stage_names(recipe) if mapping_of(s) in asked]
         out = Path(args.output_dir or recipe.get("output_dir", "runs/recipe"))
         out.mkdir(parents=True, exist_ok=True)
         timings_file = out / "recipe.json"
@@ -312,29 +330,47 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as err:
         print(f"p2bot recipe: error: {err}", file=sys.stderr)
         return 1
-    table = out / "eval" / "selfplay_table.md"
-    if table.is_file():
-        total = sum(wall.values())
-        report = (f"# {Path(args.config).name}\n\nStage times (s): {timings}; wall clock (s): {wall} "
-                  f"(total {total / 60:.1f} min)\n\n## Evaluation (p2bot eval --selfplay)\n\n"
-                  + table.read_text())
-        from launch.report import read_metrics, reward_trends
-
-        runs = {stage.replace("rl-", ""): read_metrics(rl_dir(out, stage) / "metrics.jsonl")
-                for stage in stage_names(recipe) if command_of(stage) == "rl"
-                and (rl_dir(out, stage) / "metrics.jsonl").is_file()}
-        seeds = [st for st in stage_names(recipe) if st.startswith("eval-seed")]
-        if seeds:
-            from rl.evaluation.targets import targets_table
-
-            comparisons = {name: json.loads((eval_dir(out, st) / "selfplay_results.json").read_text())["comparison"]
-                           for name, st in [("average", "eval"), *((st.replace("eval-", ""), st) for st in seeds)]
-                           if (eval_dir(out, st) / "selfplay_results.json").is_file()}
-            report += ("\n## Each RL seed and the average against SFT (the four targets)\n\n"
-                       + targets_table(comparisons) + "\n")
-        trends = reward_trends(runs, out / "report", start=int((recipe.get("rl") or {}).get("curriculum_steps", 0)))
-        if trends:
-            report += "\n## Reward components per RL run\n\n" + trends
-        (out / "report.md").write_text(report)
-        print(f"\n=== [recipe] report: {out / 'report.md'}")
+    written = write_report(recipe, out, Path(args.config).name, timings, wall)
+    if written:
+        print(f"\n=== [recipe] report: {written}")
     return 0
+
+
+def _comparisons(recipe: dict, out: Path, mapping: str, results: str) -> dict[str, dict]:
+    """``{"average" or "policy", "seed<S>": comparison against SFT}`` of the evaluation stages of ``mapping`` that
+    finished."""
+    stages = [s for s in stage_names(recipe) if mapping_of(s) == mapping]
+    named = [("average" if rl_seeds(recipe) else "policy", stages[0])] + [(s.split("-")[1], s) for s in stages[1:]]
+    return {name: json.loads((eval_dir(out, st) / results).read_text())["comparison"]
+            for name, st in named if (eval_dir(out, st) / results).is_file()}
+
+
+def write_report(recipe: dict, out: Path, title: str, timings: dict, wall: dict) -> Path | None:
+    """``report.md`` once the self-play evaluation has run: stage times, the evaluation, each seed and the average on
+    the four targets, the held-out gold turns, the reward components per RL run."""
+    table = out / "eval" / "selfplay_table.md"
+    if not table.is_file():
+        return None
+    from launch.report import read_metrics, reward_trends
+    from models.scoring.gold_compare import gold_comparison_table
+    from rl.evaluation.targets import check_gold_targets, targets_table
+
+    report = (f"# {title}\n\nStage times (s): {timings}; wall clock (s): {wall} (total {sum(wall.values()) / 60:.1f} "
+              f"min)\n\n## Evaluation (p2bot eval --selfplay)\n\n" + table.read_text())
+    if rl_seeds(recipe):
+        report += ("\n## Each RL seed and the average against SFT (the four targets)\n\n"
+                   + targets_table(_comparisons(recipe, out, "eval", "selfplay_results.json")) + "\n")
+    gold = _comparisons(recipe, out, "gold", "eval_results.json")
+    if gold:
+        first = next(iter(gold))
+        report += (f"\n## Held-out turns: F1, Hits@1, gold PPL (p2bot eval, {first} vs SFT)\n\n"
+                   + gold_comparison_table(first, "SFT", gold[first]) + "\n\n"
+                   + targets_table(gold, check=check_gold_targets) + "\n")
+    runs = {stage.replace("rl-", ""): read_metrics(rl_dir(out, stage) / "metrics.jsonl")
+            for stage in stage_names(recipe) if command_of(stage) == "rl"
+            and (rl_dir(out, stage) / "metrics.jsonl").is_file()}
+    trends = reward_trends(runs, out / "report", start=int((recipe.get("rl") or {}).get("curriculum_steps", 0)))
+    if trends:
+        report += "\n## Reward components per RL run\n\n" + trends
+    (out / "report.md").write_text(report)
+    return out / "report.md"

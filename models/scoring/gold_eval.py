@@ -26,6 +26,8 @@ class EvalResult:
     generation_seconds: float = 0.0
     scoring_seconds: float = 0.0
     samples: list[dict] = field(default_factory=list)
+    # one list per measured quantity, in example order: dialogue_id, and f1, hits1_nup, hits1_lm, nll, tokens
+    per_example: dict[str, list] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +95,11 @@ def generate_responses(transmitter, formatter: PromptFormatter, examples: Sequen
 
 
 def f1_of(predictions: Sequence[str], examples: Sequence[dict]) -> float:
-    return sum(unigram_f1(p, ex["response"]) for p, ex in zip(predictions, examples)) / max(len(examples), 1)
+    return sum(f1_per_example(predictions, examples)) / max(len(examples), 1)
+
+
+def f1_per_example(predictions: Sequence[str], examples: Sequence[dict]) -> list[float]:
+    return [unigram_f1(p, ex["response"]) for p, ex in zip(predictions, examples)]
 
 
 def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: PromptFormatter, *,
@@ -116,6 +122,8 @@ def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: Promp
     num_candidates = 1 + min((len(ex["distractors"]) for ex in examples), default=0)
     result = EvalResult(num_examples=len(examples), num_candidates=num_candidates,
                         tokenizer=tokenizer_name(transmitter))
+    per = result.per_example
+    per["dialogue_id"] = [str(ex["dialogue_id"]) for ex in examples]
     was_training = transmitter.training
     transmitter.eval()
     try:
@@ -124,13 +132,15 @@ def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: Promp
             preds = generate_responses(transmitter, formatter, examples, batch_size=batch_size,
                                        max_new_tokens=max_new_tokens, progress=progress, **sampling)
             result.generation_seconds = time.perf_counter() - start
-            result.f1 = f1_of(preds, examples)
+            per["f1"] = f1_per_example(preds, examples)
+            result.f1 = sum(per["f1"]) / max(len(examples), 1)
             result.samples = [dict(history_tail=ex["history"][-1:], gold=ex["response"], generated=p)
                               for ex, p in list(zip(examples, preds))[:num_samples]]
         if "hits" in metrics or "ppl" in metrics:
             start = time.perf_counter()
-            hits_nup = hits_lm = nll = 0.0
-            tokens = 0
+            for key in ("hits1_nup", "hits1_lm") if "hits" in metrics else ():
+                per[key] = []
+            per["nll"], per["tokens"] = [], []
             for ex in examples:
                 context = formatter.encode_context(ex["persona"], ex["history"])
                 texts = [ex["response"]] + list(ex["distractors"][: num_candidates - 1])
@@ -138,17 +148,21 @@ def evaluate_transmitter(transmitter, examples: Sequence[dict], formatter: Promp
                     [formatter.encode_response(ex["response"])]
                 nup, token_lp = transmitter.score_candidates(context, cands)
                 if "hits" in metrics:
-                    hits_nup += hits_at_1(nup)
-                    hits_lm += hits_at_1([float(lp.mean()) for lp in token_lp])
-                nll -= float(token_lp[0].sum())
-                tokens += token_lp[0].numel()
+                    per["hits1_nup"].append(hits_at_1(nup))
+                    per["hits1_lm"].append(hits_at_1([float(lp.mean()) for lp in token_lp]))
+                per["nll"].append(-float(token_lp[0].sum()))
+                per["tokens"].append(token_lp[0].numel())
                 if progress is not None:
                     progress(1)
             result.scoring_seconds = time.perf_counter() - start
             if "hits" in metrics and examples:
-                result.hits1_nup, result.hits1_lm = hits_nup / len(examples), hits_lm / len(examples)
+                result.hits1_nup = sum(per["hits1_nup"]) / len(examples)
+                result.hits1_lm = sum(per["hits1_lm"]) / len(examples)
             if "ppl" in metrics:
-                result.ppl, result.ppl_tokens = perplexity(nll, tokens), tokens
+                result.ppl_tokens = sum(per["tokens"])
+                result.ppl = perplexity(sum(per["nll"]), result.ppl_tokens)
+            else:
+                del per["nll"], per["tokens"]
     finally:
         transmitter.train(was_training)
     return result

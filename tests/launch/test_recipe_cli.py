@@ -29,6 +29,8 @@ def tiny_recipe(policy, receiver, out) -> dict:
         "eval": {"pairs": 2, "dialogues_per_pair": 1, "exchanges": 1, "max_new_tokens": 4, "bootstrap_samples": 50,
                  "judge_encoder": str(receiver), "judge_lm": str(policy), "max_history_tokens": 32,
                  "num_persona_candidates": 4},
+        "gold": {"examples_per_dialogue": 1, "num_candidates": 4, "max_new_tokens": 4, "max_history_tokens": 32,
+                 "bootstrap_samples": 50},
     }
 
 
@@ -54,10 +56,15 @@ def test_recipe_runs_every_stage_on_the_held_out_split_and_resumes(tiny_receiver
     assert result["seen_personas"]["source"] == "sample" and result["seen_personas"]["skip_dialogues"] == 4
     report = (out / "report.md").read_text()
     assert "difference (95% CI)" in report and "p2bot select" not in report
-    assert set(json.loads((out / "recipe.json").read_text())["seconds"]) == {"sft", "receiver", "rl", "eval"}
+    gold = json.loads((out / "gold" / "eval_results.json").read_text())  # RL vs SFT on the held-out turns
+    assert gold["model"] == last and gold["compare"]["model"] == str(out / "sft" / "model")
+    assert len(set(gold["per_example"]["dialogue_id"])) == 4 and gold["settings"]["max_dialogues"] == 4
+    assert "## Held-out turns: F1, Hits@1, gold PPL (p2bot eval, policy vs SFT)" in report
+    assert "| policy | F1 ≥ SFT − 0.01 |" in report
+    assert set(json.loads((out / "recipe.json").read_text())["seconds"]) == {"sft", "receiver", "rl", "eval", "gold"}
     capsys.readouterr()
     assert main(["recipe", "--config", str(path)]) == 0  # everything complete: nothing reruns
-    assert capsys.readouterr().out.count("complete, skipped") == 4
+    assert capsys.readouterr().out.count("complete, skipped") == 5
 
 
 def test_recipe_refuses_to_move_the_split_or_wiring(tmp_path, capsys):
@@ -93,6 +100,7 @@ def test_shipped_p2_spc_recipe_parses_into_every_stage_config(tmp_path):
     types = {"sft": (TransmitterSFTConfig, TrainingArguments), "rl": (PPOConfig,), "average": (AverageConfig,),
              "receiver": (ReceiverTrainingConfig, ReceiverDataConfig), "eval": (EvalConfig,)}
     assert {"sft", "receiver", "rl", "eval"} <= {command_of(stage) for stage in configs}
+    assert {"gold", "gold-seed0"} <= set(configs) and configs["gold"]["selfplay"] is False
     for stage, config in configs.items():
         path = tmp_path / f"{stage}.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -127,7 +135,8 @@ def test_parallel_runs_sft_and_receiver_side_by_side_and_a_failure_keeps_the_oth
 
 def test_rl_seeds_wire_one_run_per_seed_an_average_and_its_evaluation(tmp_path):
     configs = stage_configs({"heldout_dialogues": 10, "rl_seeds": [3, 5], "rl": {"max_steps": 7}}, tmp_path)
-    assert list(configs) == ["sft", "receiver", "rl-seed3", "rl-seed5", "average", "eval", "eval-seed3", "eval-seed5"]
+    assert list(configs) == ["sft", "receiver", "rl-seed3", "rl-seed5", "average", "eval", "eval-seed3", "eval-seed5",
+                             "gold", "gold-seed3", "gold-seed5"]
     finals = [str(tmp_path / "rl" / f"seed-{s}" / "checkpoint-7" / "policy") for s in (3, 5)]
     for s in (3, 5):
         assert configs[f"rl-seed{s}"]["seed"] == s and configs[f"rl-seed{s}"]["max_steps"] == 7
@@ -141,6 +150,11 @@ def test_rl_seeds_wire_one_run_per_seed_an_average_and_its_evaluation(tmp_path):
         own = ("model", "output_dir", "compare_transcripts")
         assert {k: v for k, v in seed_eval.items() if k not in own} == \
             {k: v for k, v in configs["eval"].items() if k not in own}
+        seed_gold = configs[f"gold-seed{s}"]  # on the held-out turns, against SFT's values the gold stage wrote
+        assert seed_gold["model"] == final and seed_gold["output_dir"] == str(tmp_path / "gold" / f"seed-{s}")
+        assert seed_gold["compare_results"] == str(tmp_path / "gold") and seed_gold["selfplay"] is False
+    assert configs["gold"]["model"] == str(tmp_path / "average" / "model")
+    assert configs["gold"]["compare"] == str(tmp_path / "sft" / "model") and configs["gold"]["max_dialogues"] == 10
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -192,7 +206,8 @@ def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_pa
     assert result["models"] == [str(out / "average" / "model"), str(out / "sft" / "model")]
     saved = json.loads((out / "recipe.json").read_text())
     assert set(saved["seconds"]) == {"sft", "receiver", "rl-seed0", "rl-seed1", "rl-seed2", "average", "eval",
-                                     "eval-seed0", "eval-seed1", "eval-seed2"}
+                                     "eval-seed0", "eval-seed1", "eval-seed2", "gold", "gold-seed0", "gold-seed1",
+                                     "gold-seed2"}
     for s in (0, 1, 2):
         seed_result = json.loads((out / "eval" / f"seed-{s}" / "selfplay_results.json").read_text())
         assert seed_result["models"] == [str(finals[s]), str(out / "sft" / "model")]
@@ -201,10 +216,16 @@ def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_pa
     assert "## Each RL seed and the average against SFT (the four targets)" in report
     assert all(f"| {name} | " in report for name in ("average", "seed0", "seed1", "seed2"))
     assert "## Reward components per RL run" in report and (out / "report" / "reward_persona.png").is_file()
+    for s in (0, 1, 2):  # each seed on the held-out turns, SFT's values read from the gold stage
+        seed_gold = json.loads((out / "gold" / f"seed-{s}" / "eval_results.json").read_text())
+        assert seed_gold["model"] == str(finals[s])
+        assert seed_gold["compare"]["read_from"] == str(out / "gold" / "eval_results.json")
+    assert "(p2bot eval, average vs SFT)" in report
+    assert all(line in report for line in ("| seed0 | ", "| seed2 | ")) and report.count("of 3 |") == 4
     # two RL runs at a time (--max_parallel 2), then the third (alone: the group has nothing else pending)
     assert {"sft+receiver", "rl-seed0+rl-seed1", "rl-seed2"} <= set(saved["wall_seconds"])
     assert main(argv) == 0  # everything complete: nothing reruns
-    assert capsys.readouterr().out.count("complete, skipped") == 10
+    assert capsys.readouterr().out.count("complete, skipped") == 14
 
 
 def test_rl_resumes_from_its_last_checkpoint_unless_forced(tmp_path):

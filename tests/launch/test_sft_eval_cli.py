@@ -171,3 +171,50 @@ def test_bench_selfplay_compares_the_episode_layouts(tiny_dir, tmp_path, capsys)
     assert runs["speaker"]["trained_tokens_per_s"] > 0
     assert runs["speedup"] == pytest.approx(runs["turn"]["seconds_per_step"] / runs["speaker"]["seconds_per_step"])
     assert "Episode layouts" in capsys.readouterr().out
+
+
+def test_eval_compare_pairs_two_models_and_reuses_a_compare_result(tiny_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    model = LlamaForCausalLM.from_pretrained(tiny_dir)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(other)
+    AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(other)
+    common = ["--max_dialogues", "4", "--examples_per_dialogue", "2", "--max_history_tokens", "32",
+              "--max_new_tokens", "4", "--num_candidates", "5", "--bootstrap_samples", "200"]
+    first, alone, again = tmp_path / "first", tmp_path / "alone", tmp_path / "again"
+    assert cli(["eval", "--model", str(other), "--compare", str(tiny_dir), *common, "--output_dir", str(first)]) == 0
+    res = json.loads((first / "eval_results.json").read_text())
+    assert cli(["eval", "--model", str(other), *common, "--output_dir", str(alone)]) == 0
+    single = json.loads((alone / "eval_results.json").read_text())
+    comparison = res["comparison"]
+    assert set(comparison) == {"f1", "hits1_nup", "hits1_lm", "ppl"}
+    for key in ("f1", "hits1_nup", "hits1_lm", "ppl"):  # each side equals that model evaluated on its own
+        assert comparison[key]["a"] == pytest.approx(single[key], rel=1e-9)
+        assert comparison[key]["b"] == pytest.approx(res["compare"][key], rel=1e-9)
+        c = comparison[key]
+        assert c["low"] <= c["diff"] <= c["high"]
+    assert comparison["ppl"]["rel"] == pytest.approx(single["ppl"] / res["compare"]["ppl"] - 1)
+    assert res["per_example"]["dialogue_id"] == res["compare"]["per_example"]["dialogue_id"]
+    assert len(res["per_example"]["f1"]) == 8 and (first / "eval_table.md").is_file()
+    assert "paired over 4 dialogues" in capsys.readouterr().out
+
+    # the compare model's values read back instead of evaluated: the same comparison
+    assert cli(["eval", "--model", str(other), "--compare", str(tiny_dir), "--compare_results", str(first), *common,
+                "--output_dir", str(again)]) == 0
+    reused = json.loads((again / "eval_results.json").read_text())
+    assert reused["comparison"] == comparison
+    assert reused["compare"]["read_from"] == str(first / "eval_results.json")
+    assert "read from" in capsys.readouterr().err
+
+    # other settings, or a model the file does not hold, are refused by name
+    assert cli(["eval", "--model", str(other), "--compare", str(tiny_dir), "--compare_results", str(first),
+                *common[:-2], "--bootstrap_samples", "200", "--seed", "3", "--output_dir", str(again)]) == 1
+    assert "seed 0 there, 3 here" in capsys.readouterr().err
+    assert cli(["eval", "--model", str(tiny_dir), "--compare", str(first), "--compare_results", str(first), *common,
+                "--output_dir", str(again)]) == 1
+    assert "holds no per-turn values" in capsys.readouterr().err
+    assert cli(["eval", "--model", str(other), "--compare_results", str(first), "--output_dir", str(again)]) == 2
+    assert "--compare_results needs --compare" in capsys.readouterr().err

@@ -66,6 +66,10 @@ def test_evaluate_transmitter_matches_independent_computation():
     assert res.ppl == pytest.approx(math.exp(nll / n_tok), rel=1e-4) and res.ppl_tokens == n_tok
     assert res.hits1_nup == hits_nup / 4 and res.hits1_lm == hits_lm / 4
     assert "Hits@1 (NUP head)" in res.table() and res.to_dict()["num_examples"] == 4
+    per = res.per_example  # the per-turn values the aggregates are made of (paired comparisons resample them)
+    assert per["dialogue_id"] == [r["dialogue_id"] for r in rows] and sum(per["tokens"]) == n_tok
+    assert math.exp(sum(per["nll"]) / n_tok) == pytest.approx(res.ppl) and sum(per["hits1_nup"]) == hits_nup
+    assert per["f1"] == pytest.approx([f1_of([s], [r]) for s, r in zip(single, rows)])
 
 
 def test_evaluate_subset_of_metrics_and_bad_metric():
