@@ -73,6 +73,10 @@ class EvalConfig:
     judge_aggregate: str = field(default="mean", metadata={"help": "--selfplay: mean or max of the per-utterance scores"})
     judge_lm: str = field(default="embedded", metadata={
         "help": "--selfplay: frozen LM for NLL/PPL ('embedded': the untuned SmolLM2-135M-Instruct)"})
+    judge_persona_lm: str = field(default="none", metadata={
+        "help": "--selfplay: a frozen causal LM that also ranks the speaker's persona, by how much the utterances raise "
+                "the persona text's likelihood ('embedded': the untuned SmolLM2-135M-Instruct; about 2 s per judged "
+                "speaker on one CPU core; none: off)"})
     judge_context: str = field(default="persona_history", metadata={
         "help": "--selfplay: what the judge LM conditions on: persona_history, history or none"})
     receiver: str | None = field(default=None, metadata={

@@ -24,7 +24,7 @@ from models.loading.pretrained import model_identity, resolve_device, resolve_dt
 from models.networks.receiver import Receiver
 from models.networks.transmitter import Transmitter, saved_reward_models
 from models.prompting.prompt import PromptFormatter
-from models.scoring.judges import LMJudge, NLIJudge, PersonaJudge
+from models.scoring.judges import LMJudge, LMPersonaJudge, NLIJudge, PersonaJudge
 from models.scoring.lexical import TfidfPersonaScorer
 from models.scoring.scorers import LMScorer
 from rl.evaluation.play import Judges, JudgeSettings, ModelEval, judge, play
@@ -64,7 +64,7 @@ def build_judges(cfg, device: str, data_dialogues=None) -> tuple[Judges, list[st
     already read (reused when ``--seen_personas_from`` names the same file)."""
     skipped = []
     encoder = _load("--judge_encoder", cfg.judge_encoder, lambda: Receiver.from_pretrained(cfg.judge_encoder, device=device))
-    lm = None
+    lm = persona_lm = t = None
     if cfg.judge_lm.lower() != "none":
         t = _load("--judge_lm", cfg.judge_lm, lambda: Transmitter.from_pretrained(
             cfg.judge_lm, device=device, torch_dtype=resolve_dtype(cfg.torch_dtype)).eval())
@@ -72,6 +72,11 @@ def build_judges(cfg, device: str, data_dialogues=None) -> tuple[Judges, list[st
                      PromptFormatter(t.tokenizer, max_history_tokens=cfg.max_history_tokens), cfg.judge_context)
     else:
         skipped.append("fluency: --judge_lm none")
+    if cfg.judge_persona_lm.lower() != "none":  # the fluency judge's model when it is the same one: loaded once
+        plm = t if t is not None and cfg.judge_persona_lm == cfg.judge_lm else _load(
+            "--judge_persona_lm", cfg.judge_persona_lm, lambda: Transmitter.from_pretrained(
+                cfg.judge_persona_lm, device=device, torch_dtype=resolve_dtype(cfg.torch_dtype)).eval())
+        persona_lm = LMPersonaJudge(plm, max_context_tokens=cfg.max_history_tokens)
     receiver = None
     if cfg.receiver:
         receiver = PersonaJudge(_load("--receiver", cfg.receiver, lambda: Receiver.from_pretrained(cfg.receiver, device=device)),
@@ -89,12 +94,12 @@ def build_judges(cfg, device: str, data_dialogues=None) -> tuple[Judges, list[st
     settings = JudgeSettings(num_candidates=cfg.num_persona_candidates, seen_personas=seen)
     sentences = sorted({s for d in data_dialogues or [] for p in (d.persona_a, d.persona_b) if p for s in p})
     lexical = PersonaJudge(TfidfPersonaScorer(sentences), cfg.judge_aggregate)  # IDF over the data's personas
-    return Judges(PersonaJudge(encoder, cfg.judge_aggregate), lm, receiver, nli, lexical, settings), skipped
+    return Judges(PersonaJudge(encoder, cfg.judge_aggregate), lm, receiver, nli, lexical, persona_lm, settings), skipped
 
 
 # the judges a reward model may also be: (option, config field, the reward role it is compared with, model kind)
 JUDGE_OPTIONS = (("--judge_encoder", "judge_encoder", "receiver", "receiver"), ("--judge_lm", "judge_lm", "lm", "policy"),
-                 ("--receiver", "receiver", "receiver", "receiver"))
+                 ("--judge_persona_lm", "judge_persona_lm", "lm", "policy"), ("--receiver", "receiver", "receiver", "receiver"))
 ROLE_NAMES = {"receiver": "the Receiver its persona rewards scored with", "lm": "the LM its fluency/coherence rewards scored with"}
 
 
@@ -217,7 +222,7 @@ def run_selfplay_eval(cfg, argv: list[str] | None = None, prog: str = "p2bot eva
     payload = dict(models=names, labels=[ev.name for ev in evals], data=cfg.data or "sample", num_pairs=len(pairs),
                    dialogues_per_pair=cfg.dialogues_per_pair, exchanges=cfg.exchanges, device=device, skipped=skipped,
                    judges=dict(encoder=cfg.judge_encoder, lexical="tfidf", aggregate=cfg.judge_aggregate, lm=cfg.judge_lm,
-                               lm_context=cfg.judge_context, receiver=cfg.receiver, nli=cfg.nli_model),
+                               persona_lm=cfg.judge_persona_lm, lm_context=cfg.judge_context, receiver=cfg.receiver, nli=cfg.nli_model),
                    seen_personas=dict(source=cfg.seen_personas_from, skip_dialogues=cfg.seen_personas_skip,
                                       unseen_speakers={ev.name: unseen_speakers(ev) for ev in evals}),
                    summaries=summaries, corpus_distinct={ev.name: corpus_distinct(ev) for ev in evals},

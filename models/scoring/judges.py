@@ -2,6 +2,8 @@
 
 - ``PersonaJudge``: ranks a speaker's persona among candidate personas from that speaker's utterances, with a
   frozen bi-encoder (by default the *untrained* all-MiniLM-L6-v2): the persona perceivability P² is about.
+- ``LMPersonaJudge``: the same ranking by a frozen causal LM (another model family than the bi-encoders): how much
+  the speaker's utterances raise the likelihood of each candidate persona's text.
 - ``LMJudge``: token NLL of each utterance under a frozen causal LM (by default the untuned embedded policy),
   given the speaker's persona and the history, in the judge's own prompt format.
 - ``NLIJudge``: probability that a premise (a persona sentence, an earlier own turn) contradicts an utterance,
@@ -56,6 +58,50 @@ class PersonaJudge:
         scores = self.candidate_scores(utterances, [own, *distractors])
         hits, rr = example_ranks(scores[:1], scores[1:].unsqueeze(0))
         return float(hits[0]), float(rr[0])
+
+
+class LMPersonaJudge(PersonaJudge):
+    """Persona perceivability by a frozen causal LM.
+
+    A candidate persona P (its sentences joined) scores ``log p(P | U) - log p(P)``: its log-likelihood after the
+    speaker's utterances U, in a plain-text frame, minus its log-likelihood after a frame without them (the pointwise
+    mutual information of persona and utterances). The second term removes what makes a persona likely on its own
+    (length, common words), so the ranking rewards only what the utterances reveal. U's tokens run once and the
+    candidates share their KV cache (``Transmitter.score_candidates``); each persona's prior is computed once per
+    judge.
+
+    Args:
+        lm: a ``models.networks.transmitter.Transmitter`` (its LM; the NUP head is not used).
+        max_context_tokens: keep the last this many tokens of the utterances.
+    """
+
+    HEAD, TAIL = "Things a person said in a conversation:\n", "\nWhat this person says about themselves:"
+    PRIOR = "What a person says about themselves:"
+
+    def __init__(self, lm, max_context_tokens: int = 256):
+        self.lm, self.max_context_tokens = lm, max_context_tokens
+        self._priors: dict[tuple[str, ...], float] = {}
+
+    def _ids(self, text: str) -> list[int]:
+        return self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _logprobs(self, context: list[int], candidates: list[list[int]]) -> list[float]:
+        with torch.no_grad():
+            _, token_lp = self.lm.score_candidates(context, candidates)
+        return [float(lp.sum()) for lp in token_lp]
+
+    def candidate_scores(self, utterances: Sequence[str], candidates: Sequence[Sequence[str]]) -> torch.Tensor:
+        said = [u.strip() for u in utterances if u.strip()]
+        if not said:
+            return torch.zeros(len(candidates))
+        keys = [tuple(p) for p in candidates]
+        texts = {k: self._ids(" " + " ".join(k)) for k in keys}
+        missing = [k for k in dict.fromkeys(keys) if k not in self._priors]
+        if missing:
+            self._priors.update(zip(missing, self._logprobs(self._ids(self.PRIOR), [texts[k] for k in missing])))
+        context = self._ids(self.HEAD) + self._ids("\n".join(said))[-self.max_context_tokens:] + self._ids(self.TAIL)
+        cond = self._logprobs(context, [texts[k] for k in keys])
+        return torch.tensor([c - self._priors[k] for c, k in zip(cond, keys)])
 
 
 class LMJudge:

@@ -62,6 +62,7 @@ class Judges:
     receiver: object | None = None  # PersonaJudge over the trained Receiver (the RL reward: reported apart)
     nli: object | None = None  # models.scoring.judges.NLIJudge
     lexical: object | None = None  # PersonaJudge over models.scoring.lexical.TfidfPersonaScorer (model-free)
+    persona_lm: object | None = None  # models.scoring.judges.LMPersonaJudge (another model family; opt-in)
     settings: JudgeSettings = field(default_factory=JudgeSettings)
 
 
@@ -167,7 +168,8 @@ def judge(name: str, played: Sequence[PlayedDialogue], judges: Judges, distracto
             distractors = distractors_for(d.pair_id, speaker, own, other, pool, cfg, seed)
             t0 = time.perf_counter()
             unseen = cfg.seen_personas is not None and persona_key(own) not in cfg.seen_personas
-            for key, pj in (("perceive", judges.persona), ("lexical", judges.lexical), ("receiver", judges.receiver)):
+            for key, pj in (("perceive", judges.persona), ("lexical", judges.lexical), ("lm_persona", judges.persona_lm),
+                            ("receiver", judges.receiver)):
                 if pj is not None:
                     hits, rr = pj.rank(utts, own, distractors)
                     add(d.pair_id, f"{key}_hits1", hits, 1)

@@ -35,6 +35,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("perceive_mrr_unseen", "MRR (judge encoder), speakers whose persona training never saw", better="higher"),
     Metric("lexical_hits1", "persona perceivability Hits@1 (TF-IDF words, model-free)", better="higher"),
     Metric("lexical_mrr", "persona perceivability MRR (TF-IDF words, model-free)", better="higher"),
+    Metric("lm_persona_hits1", "persona perceivability Hits@1 (judge LM, persona likelihood)", better="higher"),
+    Metric("lm_persona_mrr", "persona perceivability MRR (judge LM, persona likelihood)", better="higher"),
     Metric("receiver_hits1", "Hits@1 by the trained Receiver (RL's reward: not independent)"),
     Metric("receiver_mrr", "MRR by the trained Receiver (RL's reward: not independent)"),
     Metric("fact_coverage", "persona fact coverage", better="higher"),

@@ -45,13 +45,14 @@ def test_selfplay_eval_compares_two_models_with_every_judge(one_word_policy, tin
                                                            tmp_path):
     out = tmp_path / "eval"
     rc = cli(base_args(one_word_policy, tiny_receiver_dir, out) + [
-        "--compare", str(tiny_policy), "--receiver", str(tiny_receiver_dir), "--nli_model", str(tiny_nli)])
+        "--compare", str(tiny_policy), "--receiver", str(tiny_receiver_dir), "--nli_model", str(tiny_nli),
+        "--judge_persona_lm", str(tiny_policy)])
     assert rc == 0
     result = json.loads((out / "selfplay_results.json").read_text())
     assert result["num_pairs"] == 3 and result["skipped"] == [] and len(result["labels"]) == 2
     comparison = result["comparison"]
-    assert result["judges"]["lexical"] == "tfidf"
-    for key in ("perceive_hits1", "lexical_hits1", "lexical_mrr", "receiver_hits1", "judge_ppl", "copy_rate", "echo_rate", "contradiction_persona",
+    assert result["judges"]["lexical"] == "tfidf" and result["judges"]["persona_lm"] == str(tiny_policy)
+    for key in ("perceive_hits1", "lexical_hits1", "lexical_mrr", "lm_persona_hits1", "lm_persona_mrr", "receiver_hits1", "judge_ppl", "copy_rate", "echo_rate", "contradiction_persona",
                 "distinct_2", "cutoff_rate"):
         assert {"a", "b", "diff", "low", "high", "rel"} <= set(comparison[key]), key
     dialogues = [json.loads(line) for line in (out / "selfplay_dialogues.jsonl").read_text().splitlines()]
@@ -99,7 +100,7 @@ def test_selfplay_eval_without_nli_says_it_skipped(tiny_policy, tiny_receiver_di
 def test_selfplay_eval_missing_model_is_a_one_line_error(tiny_policy, tiny_receiver_dir, tmp_path, capsys):
     rc = cli(base_args(tiny_policy, tiny_receiver_dir, tmp_path / "e") + ["--compare", str(tmp_path / "missing")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and err[-1].startswith("p2bot eval: error: model") and "missing" in err[-1]
+    assert rc == 1 and err[-1].startswith("p2bot eval: error: --compare:") and "missing" in err[-1]
 
 
 @pytest.fixture(scope="module")

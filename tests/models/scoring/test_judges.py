@@ -7,7 +7,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 from models.loading.embedded import embedded_receiver_path
 from models.networks.receiver import Receiver
 from models.prompting.prompt import PromptFormatter
-from models.scoring.judges import LMJudge, NLIJudge, PersonaJudge
+from models.scoring.judges import LMJudge, LMPersonaJudge, NLIJudge, PersonaJudge
 from models.scoring.scorers import LMScorer
 from tests.models.transmitter_fixtures import tiny_transmitter
 
@@ -139,3 +139,43 @@ def test_nli_judge_reads_the_contradiction_class_from_the_labels():
     assert bool((_nli(labels, winner=0).contradiction(["a"], ["b"]) < 0.01).all())
     with pytest.raises(ValueError, match="contradiction"):
         _nli({0: "LABEL_0", 1: "LABEL_1"}, winner=0)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from models.networks.transmitter import Transmitter
+
+    return Transmitter.from_pretrained("embedded").eval()
+
+
+def test_lm_persona_judge_ranks_the_stated_persona_first_with_the_untuned_lm(smollm2):
+    judge = LMPersonaJudge(smollm2)
+    said = ["Hi! I just got back from a long shift as a nurse at the hospital.", "My dog Max was waiting at the door.",
+            "Tonight I am baking some bread."]
+    assert judge.rank(said, OWN, OTHERS) == (1.0, 1.0)
+    pilot = ["I fly planes for a living and I live up in Alaska."]
+    assert int(judge.candidate_scores(pilot, [OWN, *OTHERS]).argmax()) == 1
+    assert torch.equal(judge.candidate_scores(["", " "], [OWN, *OTHERS]), torch.zeros(6))  # nothing said: a tie
+
+
+def test_lm_persona_judge_is_the_likelihood_gain_of_separate_forwards_and_scores_each_prior_once():
+    t = tiny_transmitter(seed=4)
+    judge = LMPersonaJudge(t)
+    ids = lambda text: t.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+
+    def logprob(context, target):  # one full forward, no KV cache
+        with torch.no_grad():
+            logp = torch.log_softmax(t.lm(torch.tensor([context + target])).logits[0].float(), -1)
+        return float(logp[len(context) - 1:-1].gather(-1, torch.tensor(target)[:, None]).sum())
+
+    said = ["i like tea.", "and chess on sundays."]
+    candidates = [OWN, *OTHERS[:3]]
+    context = ids(judge.HEAD) + ids("\n".join(said)) + ids(judge.TAIL)
+    want = [logprob(context, ids(" " + " ".join(p))) - logprob(ids(judge.PRIOR), ids(" " + " ".join(p)))
+            for p in candidates]
+    assert judge.candidate_scores(said, candidates).tolist() == pytest.approx(want, abs=1e-4)
+    calls = []
+    score = t.score_candidates
+    t.score_candidates = lambda context, cands: calls.append(len(cands)) or score(context, cands)
+    judge.candidate_scores(["something else"], [OTHERS[0], OTHERS[4]])
+    assert calls == [1, 2]  # only the new persona's prior, then both candidates after the utterances
