@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from models.generation.sampling import BACKENDS
 from models.infra.tracking import resolve_report_to
 from models.scoring.text_metrics import COPY_THRESHOLD
+from models.training.lora import check_lora
 
 ALGOS = ("ppo", "reinforce", "rloo", "grpo")
 KL_ESTIMATORS = ("k1", "k3")
@@ -167,6 +168,7 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         self.report_to = resolve_report_to(self.report_to)
+        check_lora(self)
         if self.algo not in ALGOS:
             raise ValueError(f"algo={self.algo!r}: expected one of {ALGOS}")
         if self.kl_estimator not in KL_ESTIMATORS:

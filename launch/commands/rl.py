@@ -20,6 +20,7 @@ from launch.errors import option, require_inputs
 from models.networks.transmitter import Transmitter
 from models.prompting.prompt import PromptFormatter
 from models.scoring.scorers import LogprobMemo
+from models.training.lora import lora_config
 from rewards import ScorerPool, build_composite
 from rl.config import PPOConfig
 from rl.loop import train
@@ -28,15 +29,6 @@ from rl.selfplay import Sampling, SelfPlayEnv
 from rl.trainer import PPOTrainer, build_accelerator, zero_stage
 
 DTYPES = {None: None, "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-
-
-def lora_config(cfg: PPOConfig):
-    if not cfg.use_peft:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
 
 
 def build_env(cfg: PPOConfig, formatter, reward_fn, partner, accelerator) -> SelfPlayEnv:

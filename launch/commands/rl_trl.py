@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from data_prep import build_selfplay_pairs
-from launch.commands.rl import freeze, load_transmitter, lora_config
+from launch.commands.rl import freeze, load_transmitter
 from launch.commands.sft import load_dialogues
 from launch.config_io import parse_configs, save_resolved_config
 from launch.errors import option, require_inputs
+from models.training.lora import check_lora, lora_config
 
 PARTNERS = ("self", "frozen", "lagged")
 
@@ -76,8 +77,7 @@ class SelfPlayTRLConfig:
         if self.use_peft and self.partner == "lagged":
             raise ValueError("partner='lagged' copies the policy's trainable weights, which under use_peft are "
                              "adapters the partner lacks: use partner self or frozen with use_peft")
-        if self.use_peft and (self.lora_r < 1 or not self.lora_target_modules):
-            raise ValueError("use_peft needs lora_r >= 1 and at least one lora_target_modules entry")
+        check_lora(self)
         if self.partner not in PARTNERS:
             raise ValueError(f"partner={self.partner!r}: expected one of {', '.join(PARTNERS)}")
         if self.partner_model_name_or_path and self.partner != "frozen":

@@ -19,6 +19,7 @@ from transformers import Trainer
 
 from models.networks.transmitter import Transmitter, pad_batch
 from models.prompting.prompt import PromptFormatter
+from models.training.lora import check_lora, lora_config
 
 IGNORE_INDEX = -100
 
@@ -60,17 +61,11 @@ class TransmitterSFTConfig:
             raise ValueError(f"heads_learning_rate must be >= 0, got {self.heads_learning_rate}")
         if self.max_response_tokens < 2:
             raise ValueError(f"max_response_tokens must be >= 2, got {self.max_response_tokens}")
-        if self.use_peft and (self.lora_r < 1 or not self.lora_target_modules):
-            raise ValueError("use_peft needs lora_r >= 1 and at least one lora_target_modules entry")
+        check_lora(self)
 
     def lora_config(self):
         """The PEFT ``LoraConfig`` (or None without ``use_peft``)."""
-        if not self.use_peft:
-            return None
-        from peft import LoraConfig
-
-        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                          target_modules=list(self.lora_target_modules), task_type="CAUSAL_LM")
+        return lora_config(self)
 
 
 def _cut_response(ids: list[int], limit: int) -> list[int]:

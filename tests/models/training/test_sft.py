@@ -151,3 +151,16 @@ def test_heads_get_their_own_learning_rate(tmp_path):
     by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in opt.param_groups}
     assert by_lr[1e-2] == heads and all(not (ids & heads) for lr, ids in by_lr.items() if lr != 1e-2)
     assert sum(len(g["params"]) for g in opt.param_groups) == len([p for p in model.parameters() if p.requires_grad])
+
+
+@pytest.mark.parametrize("config", ["sft", "rl", "rl-trl"])
+def test_every_trainer_refuses_lora_that_trains_nothing(config):
+    from launch.commands.rl_trl import SelfPlayTRLConfig
+    from rl.config import PPOConfig
+
+    make = {"sft": TransmitterSFTConfig, "rl": PPOConfig, "rl-trl": SelfPlayTRLConfig}[config]
+    with pytest.raises(ValueError, match="use_peft needs lora_r >= 1"):
+        make(use_peft=True, lora_r=0)
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        make(use_peft=True, lora_target_modules=[])
+    assert make(use_peft=True, lora_r=4).lora_r == 4
