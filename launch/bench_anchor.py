@@ -25,6 +25,7 @@ provenance) to ``--output_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -219,21 +220,21 @@ def weight_fingerprint(model) -> list[tuple[float, float]]:
 
 
 def _time_stages(trainer, names: tuple[str, ...]) -> dict[str, float]:
-    """Wrap the ``trainer``'s methods ``names`` (stages of ``PPOTrainer.step``) on the instance so that each call
-    adds its seconds to the returned dict, under its name."""
+    """Time the ``trainer``'s methods ``names`` (stages of ``PPOTrainer.step``): each call adds its seconds to the
+    returned dict, under its name."""
+    from launch.bench_profile import wrap_methods
+
     seconds: dict[str, float] = {}
 
-    def timed(name, method):
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
-        return wrapper
+    @contextlib.contextmanager
+    def timer(name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
 
-    for name in names:
-        setattr(trainer, name, timed(name, getattr(trainer, name)))
+    wrap_methods(trainer, {name: name for name in names}, timer)
     return seconds
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.files.atomic import write_text_atomic
+from data_prep.files.json_file import read_json_object
 
 PHASES = ("rollout", "reward/persona", "reward/fluency", "score", "experience/policy_forward",
           "experience/reference_forward", "experience", "update/forward", "update/backward", "update/optimizer",
@@ -39,17 +40,8 @@ CONFIG_TYPES = (ProfileCompareConfig,)  # what run parses; the docs build its pa
 
 
 def load_profile(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file (a bench_profile.json written by p2bot bench profile)")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{p}: line {err.lineno}: not valid JSON: {err.msg}") from None
-    for key in ("steps", "phases", "iteration_s", "dialogues_per_step", "provenance"):
-        if key not in data:
-            raise ValueError(f"{p}: field '{key}' is missing (not a bench_profile.json)")
-    return data
+    return read_json_object(path, ("steps", "phases", "iteration_s", "dialogues_per_step", "provenance"),
+                            "a bench_profile.json written by p2bot bench profile")
 
 
 def config_diff(config: dict, base: dict) -> str:

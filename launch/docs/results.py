@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from data_prep.files.json_file import read_json_object
+
 RECORDS_DIR = Path("docs") / "results" / "records"
 ABLATIONS_FILE = Path("docs") / "results" / "ablations.yaml"
 BLOCK = re.compile(r"(<!-- result: (?P<name>[\w.-]+)(?: (?P<view>[\w.-]+))? -->\n)(?P<body>.*?)(<!-- /result -->)",
@@ -48,15 +50,7 @@ class RecordError(ValueError):
 def load_record(name: str, root: str | os.PathLike = ".") -> dict:
     """The record ``name`` under ``root``, checked for the fields every record has."""
     path = Path(root) / RECORDS_DIR / f"{name}.json"
-    if not path.is_file():
-        raise RecordError(f"{path}: no such result record")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}: line {err.lineno}: not valid JSON: {err.msg}") from None
-    for key in ("name", "title", "kind", "provenance", "result"):
-        if key not in record:
-            raise RecordError(f"{path}: field '{key}' is missing")
+    record = read_json_object(path, ("name", "title", "kind", "provenance", "result"), "a result record", RecordError)
     if record["kind"] not in KINDS:
         raise RecordError(f"{path}: field 'kind': {record['kind']!r}, expected one of {', '.join(KINDS)}")
     for key in ("command", "commit", "machine", "date", "origin"):
