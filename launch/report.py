@@ -95,31 +95,44 @@ def _window_mean(rows: Sequence[dict], name: str, lo: int, hi: int | None) -> fl
     return sum(values) / len(values) if values else None
 
 
+def trend_means(runs: dict[str, Sequence[dict]], start: int = 0, window: int = 5,
+                prefix: str = "reward/") -> dict[str, dict[str, tuple[float | None, float | None]]]:
+    """Per run and logged component ``<prefix><name>``: the mean over ``window`` logged iterations from ``start``
+    (e.g. the first with the full number of exchanges) and over the last ``window``."""
+    names = sorted({n for rows in runs.values() for n in _matching(rows, (prefix,)) if series(rows, n)[0]})
+    return {label: {n[len(prefix):]: (_window_mean(rows, n, start, start + window), _window_mean(rows, n, -window, None))
+                    for n in names} for label, rows in runs.items()}
+
+
 def reward_trends(runs: dict[str, Sequence[dict]], out_dir: str | os.PathLike, start: int = 0, window: int = 5,
                   prefix: str = "reward/") -> str:
     """Each reward component of several runs (``{label: metrics rows}``), as logged (``reward/<name>``: the raw
     component, before normalisation): one PNG per component with a line per run, written to ``out_dir``, and a
-    Markdown section with, per run and component, the mean over ``window`` logged iterations from ``start`` (e.g.
-    the first with the full number of exchanges) and over the last ``window``. Empty when no run logged one."""
+    Markdown section with ``trend_means`` per run and component. Empty when no run logged one."""
     out = Path(out_dir)
-    names = sorted({n for rows in runs.values() for n in _matching(rows, (prefix,)) if series(rows, n)[0]})
+    means = trend_means(runs, start, window, prefix)
+    names = sorted({n for per_run in means.values() for n in per_run})
     if not names:
         return ""
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"Mean of each raw reward component over {window} iterations from iteration {start} (first) and over the "
              f"last {window} (last), per run.", "",
-             "| run | " + " | ".join(f"{n[len(prefix):]} first → last" for n in names) + " |",
+             "| run | " + " | ".join(f"{n} first → last" for n in names) + " |",
              "|---|" + "---|" * len(names)]
-    for label, rows in runs.items():
-        cells = []
-        for n in names:
-            first, last = _window_mean(rows, n, start, start + window), _window_mean(rows, n, -window, None)
-            cells.append("-" if first is None else f"{first:.3g} → {last:.3g}")
+    for label, per_run in means.items():
+        cells = ["-" if per_run.get(n, (None,))[0] is None else f"{per_run[n][0]:.3g} → {per_run[n][1]:.3g}"
+                 for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     for n in names:
-        filename = n.replace("/", "_") + ".png"
-        _save_lines(out / filename, f"{n} (raw, before normalisation)",
-                    {label: series(rows, n) for label, rows in runs.items()})
-        lines.append(f"![{n}]({out.name}/{filename})")
+        filename = f"{prefix}{n}".replace("/", "_") + ".png"
+        _save_lines(out / filename, f"{prefix}{n} (raw, before normalisation)",
+                    {label: series(rows, prefix + n) for label, rows in runs.items()})
+        lines.append(f"![{prefix}{n}]({out.name}/{filename})")
     return "\n".join(lines) + "\n"
+
+
+def run_costs(rows: Sequence[dict]) -> dict[str, float | None]:
+    """A RL run's last logged KL to the reference and its mean seconds per iteration."""
+    kl, steps = series(rows, "objective/kl")[1], series(rows, "time/step_s")[1]
+    return {"kl_last": kl[-1] if kl else None, "s_per_iteration": sum(steps) / len(steps) if steps else None}

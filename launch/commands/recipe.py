@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as err:
         print(f"p2bot recipe: error: {err}", file=sys.stderr)
         return 1
-    written = write_report(recipe, out, Path(args.config).name, timings, wall)
+    written = write_report(recipe, out, Path(args.config).name, timings, wall, argv)
     if written:
         print(f"\n=== [recipe] report: {written}")
     return 0
@@ -345,21 +345,23 @@ def _comparisons(recipe: dict, out: Path, mapping: str, results: str) -> dict[st
             for name, st in named if (eval_dir(out, st) / results).is_file()}
 
 
-def write_report(recipe: dict, out: Path, title: str, timings: dict, wall: dict) -> Path | None:
+def write_report(recipe: dict, out: Path, title: str, timings: dict, wall: dict,
+                 argv: list[str] | None = None) -> Path | None:
     """``report.md`` once the self-play evaluation has run: stage times, the evaluation, each seed and the average on
-    the four targets, the held-out gold turns, the reward components per RL run."""
+    the four targets, the held-out gold turns, the reward components per RL run. Also ``recipe_results.json``: per
+    policy its comparisons with SFT (self-play and gold turns), KL and seconds per iteration, and the reward trends."""
     table = out / "eval" / "selfplay_table.md"
     if not table.is_file():
         return None
-    from launch.report import read_metrics, reward_trends
+    from launch.report import read_metrics, reward_trends, run_costs, trend_means
     from models.scoring.gold_compare import gold_comparison_table
     from rl.evaluation.targets import check_gold_targets, targets_table
 
     report = (f"# {title}\n\nStage times (s): {timings}; wall clock (s): {wall} (total {sum(wall.values()) / 60:.1f} "
               f"min)\n\n## Evaluation (p2bot eval --selfplay)\n\n" + table.read_text())
+    selfplay = _comparisons(recipe, out, "eval", "selfplay_results.json")
     if rl_seeds(recipe):
-        report += ("\n## Each RL seed and the average against SFT (the four targets)\n\n"
-                   + targets_table(_comparisons(recipe, out, "eval", "selfplay_results.json")) + "\n")
+        report += "\n## Each RL seed and the average against SFT (the four targets)\n\n" + targets_table(selfplay) + "\n"
     gold = _comparisons(recipe, out, "gold", "eval_results.json")
     if gold:
         first = next(iter(gold))
@@ -369,8 +371,16 @@ def write_report(recipe: dict, out: Path, title: str, timings: dict, wall: dict)
     runs = {stage.replace("rl-", ""): read_metrics(rl_dir(out, stage) / "metrics.jsonl")
             for stage in stage_names(recipe) if command_of(stage) == "rl"
             and (rl_dir(out, stage) / "metrics.jsonl").is_file()}
-    trends = reward_trends(runs, out / "report", start=int((recipe.get("rl") or {}).get("curriculum_steps", 0)))
+    start = int((recipe.get("rl") or {}).get("curriculum_steps", 0))
+    trends = reward_trends(runs, out / "report", start=start)
     if trends:
         report += "\n## Reward components per RL run\n\n" + trends
     (out / "report.md").write_text(report)
+    policies = {name: {"selfplay": selfplay.get(name), "gold": gold.get(name),
+                       **run_costs(runs.get("rl" if name == "policy" else name, []))}
+                for name in dict.fromkeys([*selfplay, *gold])}
+    write_text_atomic(out / "recipe_results.json", json.dumps({
+        "config": title, "policies": policies, "reward_trends": {"start": start, "window": 5,
+                                                                 "means": trend_means(runs, start)},
+        "provenance": run_provenance("p2bot recipe", argv, recipe)}, indent=2, allow_nan=True) + "\n")
     return out / "report.md"

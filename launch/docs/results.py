@@ -31,13 +31,13 @@ ABLATIONS_FILE = Path("docs") / "results" / "ablations.yaml"
 BLOCK = re.compile(r"(<!-- result: (?P<name>[\w.-]+)(?: (?P<view>[\w.-]+))? -->\n)(?P<body>.*?)(<!-- /result -->)",
                    re.S)
 KINDS = ("table", "selfplay", "bench_eval", "bench_selfplay", "bench_receiver", "bench_options", "bench_profile",
-         "bench_profile_compare", "bench_anchor", "recipe")
+         "bench_profile_compare", "bench_anchor", "recipe", "recipe_results")
 # result file name a run writes -> record kind
 RESULT_FILES = {"selfplay_results.json": "selfplay", "bench_eval.json": "bench_eval",
                 "bench_selfplay.json": "bench_selfplay", "bench_receiver.json": "bench_receiver",
                 "bench_options.json": "bench_options", "bench_profile.json": "bench_profile",
                 "bench_profile_compare.json": "bench_profile_compare", "bench_anchor.json": "bench_anchor",
-                "recipe.json": "recipe"}
+                "recipe.json": "recipe", "recipe_results.json": "recipe_results"}
 
 
 class RecordError(ValueError):
@@ -264,10 +264,50 @@ def _recipe(r: dict, view: str | None) -> str:
             "side*\n\n" + markdown(["step", "wall clock", "each stage"], rows))
 
 
+def _recipe_results(r: dict, view: str | None) -> str:
+    """``p2bot recipe``'s ``recipe_results.json``: every policy (each RL seed, the average) against SFT on the targets
+    of ``rl.evaluation.targets``; view ``trends``: the raw reward components, early and late, per RL run."""
+    from rl.evaluation.targets import check_gold_targets, check_targets
+
+    if view == "trends":
+        t = r["reward_trends"]
+        names = sorted({n for per_run in t["means"].values() for n in per_run})
+        rows = [[run, *("-" if means.get(n, [None])[0] is None else f"{means[n][0]:.3g} → {means[n][1]:.3g}"
+                        for n in names)] for run, means in t["means"].items()]
+        return (f"*Mean of each raw reward component (before normalisation) over {t['window']} iterations from iteration "
+                f"{t['start']} and over the last {t['window']}, per RL run*\n\n" + markdown(["run", *names], rows))
+
+    def met(targets) -> str:
+        known = [t for t in targets if t.met is not None]
+        return f"{sum(bool(t.met) for t in known)} of {len(targets)}" if known else "-"
+
+    rows = []
+    for name, p in r["policies"].items():
+        sp, gold = p.get("selfplay") or {}, p.get("gold") or {}
+        cell = lambda c, key: "-" if key not in c or math.isnan(c[key]["rel"]) else (  # noqa: E731
+            f"{100 * c[key]['rel']:+.1f}% ({100 * c[key]['rel_low']:+.1f} .. {100 * c[key]['rel_high']:+.1f})")
+        diff = lambda c, key: "-" if key not in c else (  # noqa: E731
+            f"{c[key]['diff']:+.4f} ({c[key]['low']:+.4f} .. {c[key]['high']:+.4f})")
+        vs = lambda c, key: "-" if key not in c else f"{c[key]['a']:.3f} vs {c[key]['b']:.3f}"  # noqa: E731
+        rows.append([name, cell(sp, "perceive_hits1"), cell(sp, "lexical_hits1"), cell(sp, "judge_ppl"),
+                     vs(sp, "copy_rate"), vs(sp, "echo_rate"), met(check_targets(sp)), diff(gold, "f1"),
+                     cell(gold, "ppl"), vs(gold, "hits1_nup"), met(check_gold_targets(gold)),
+                     "-" if p.get("kl_last") is None else f"{p['kl_last']:.2f}",
+                     "-" if p.get("s_per_iteration") is None else f"{p['s_per_iteration']:.1f}"])
+    return ("*Each policy against its SFT start. Self-play: held-out persona pairs, paired bootstrap over pairs, "
+            "relative change (95% CI); the four targets are judge Hits@1 ≥ +20% with CI > 0, judge PPL < +10%, copy "
+            "and echo ≤ SFT. Gold turns: held-out dialogues' own turns, paired bootstrap over dialogues; the three "
+            "targets are F1 ≥ SFT − 0.01, gold PPL ≤ +5%, NUP Hits@1 ≥ SFT. KL: the run's last logged KL to the "
+            "reference (nats per turn)*\n\n"
+            + markdown(["policy", "judge Hits@1", "TF-IDF Hits@1", "judge PPL", "copy", "echo", "four targets",
+                        "gold F1 diff", "gold PPL", "NUP Hits@1", "gold targets", "KL", "s/iteration"], rows))
+
+
 RENDERERS: dict[str, Callable[[dict, str | None], str]] = {
     "table": _table, "selfplay": _selfplay, "bench_eval": _bench_eval, "bench_selfplay": _bench_selfplay,
     "bench_receiver": _bench_receiver, "bench_options": _bench_options, "bench_profile": _bench_profile,
-    "bench_profile_compare": _bench_profile_compare, "bench_anchor": _bench_anchor, "recipe": _recipe}
+    "bench_profile_compare": _bench_profile_compare, "bench_anchor": _bench_anchor, "recipe": _recipe,
+    "recipe_results": _recipe_results}
 
 
 def _duration(seconds: float | None) -> str:

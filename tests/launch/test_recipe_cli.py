@@ -222,6 +222,20 @@ def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_pa
         assert seed_gold["compare"]["read_from"] == str(out / "gold" / "eval_results.json")
     assert "(p2bot eval, average vs SFT)" in report
     assert all(line in report for line in ("| seed0 | ", "| seed2 | ")) and report.count("of 3 |") == 4
+    results = json.loads((out / "recipe_results.json").read_text())  # the same, for a results page
+    assert list(results["policies"]) == ["average", "seed0", "seed1", "seed2"]
+    seed1 = results["policies"]["seed1"]
+    assert seed1["selfplay"] == json.loads((out / "eval" / "seed-1" / "selfplay_results.json").read_text())["comparison"]
+    assert seed1["gold"] == json.loads((out / "gold" / "seed-1" / "eval_results.json").read_text())["comparison"]
+    rows = [json.loads(line) for line in (out / "rl" / "seed-1" / "metrics.jsonl").read_text().splitlines()]
+    assert seed1["kl_last"] == rows[-1]["objective/kl"] and seed1["s_per_iteration"] > 0
+    assert results["policies"]["average"]["kl_last"] is None and "persona" in results["reward_trends"]["means"]["seed0"]
+    from launch.docs.results import RENDERERS, make_record
+
+    record = make_record(out / "recipe_results.json", "x", "x")
+    table = RENDERERS[record["kind"]](record["result"], None)
+    assert "| seed1 | " in table and "four targets" in table and " of 4 | " in table and " of 3 | " in table
+    assert "persona" in RENDERERS[record["kind"]](record["result"], "trends")
     # two RL runs at a time (--max_parallel 2), then the third (alone: the group has nothing else pending)
     assert {"sft+receiver", "rl-seed0+rl-seed1", "rl-seed2"} <= set(saved["wall_seconds"])
     assert main(argv) == 0  # everything complete: nothing reruns
