@@ -185,10 +185,35 @@ def done(stage: str, out: Path, recipe: dict) -> bool:
         return (out / "receiver" / "model" / "p2bot_receiver.json").is_file()
     if command_of(stage) == "rl":
         return (rl_last_policy(out, stage, recipe) / "p2bot_transmitter.json").is_file()
+    return _marker(stage, out).is_file()
+
+
+def _marker(stage: str, out: Path) -> Path:
+    """The file whose presence makes an average or evaluation stage complete."""
     if stage == "average":
-        return (out / "average" / "model" / "p2bot_transmitter.json").is_file()
-    results = "eval_results.json" if mapping_of(stage) == "gold" else "selfplay_results.json"
-    return (eval_dir(out, stage) / results).is_file()
+        return out / "average" / "model" / "p2bot_transmitter.json"
+    return eval_dir(out, stage) / ("eval_results.json" if mapping_of(stage) == "gold" else "selfplay_results.json")
+
+
+def stale(stage: str, out: Path, config: dict) -> str | None:
+    """Why a complete average or evaluation stage must run again, or None: its options changed since it ran (its
+    ``<stage>.yaml``), or a file it was made from (a policy, SFT's dialogues or values) is newer than its output.
+    Training stages are never stale: RL resumes from its checkpoints."""
+    if command_of(stage) not in ("average", "eval"):
+        return None
+    written = out / f"{stage}.yaml"
+    if written.is_file() and yaml.safe_load(written.read_text()) != config:
+        return f"its options differ from {written}"
+    if stage == "average":
+        inputs = [Path(m) / "p2bot_transmitter.json" for m in config["models"].split(",")]
+    else:
+        inputs = [Path(config[k]) / "p2bot_transmitter.json" for k in ("model", "compare") if config.get(k)]
+        inputs += [Path(config["compare_transcripts"])] if config.get("compare_transcripts") else []
+        inputs += [Path(config["compare_results"]) / "eval_results.json"] if config.get("compare_results") else []
+    made = _marker(stage, out).stat().st_mtime
+    newer = [str(p.parent if p.name == "p2bot_transmitter.json" else p) for p in inputs
+             if p.is_file() and p.stat().st_mtime > made]
+    return f"{', '.join(newer)} changed after it ran" if newer else None
 
 
 def eval_dir(out: Path, stage: str) -> Path:
@@ -303,12 +328,16 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             configs = stage_configs(recipe, out, force=args.force)  # after each stage: RL's resume point may have appeared
             if done(stage, out, recipe) and not args.force:
-                print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
-                continue
+                why = stale(stage, out, configs[stage])
+                if why is None:
+                    print(f"=== [recipe] {stage}: complete, skipped (--force reruns it)")
+                    continue
+                print(f"=== [recipe] {stage}: complete but stale ({why}): running it again")
             together = [stage]
             group = next((g for g in side_by_side(recipe) if stage in g), ())
             if args.parallel and group:  # with the other pending stages of its group
-                together = [s for s in group if s in stages and (args.force or not done(s, out, recipe))]
+                together = [s for s in group if s in stages and (args.force or not done(s, out, recipe)
+                                                                 or stale(s, out, configs[s]))]
                 together = together[:args.max_parallel] if args.max_parallel > 0 else together  # the rest: later
             start, failed = time.time(), []
             if len(together) > 1:

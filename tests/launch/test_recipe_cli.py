@@ -65,6 +65,15 @@ def test_recipe_runs_every_stage_on_the_held_out_split_and_resumes(tiny_receiver
     capsys.readouterr()
     assert main(["recipe", "--config", str(path)]) == 0  # everything complete: nothing reruns
     assert capsys.readouterr().out.count("complete, skipped") == 5
+    import os
+
+    policy_file = out / "rl" / "checkpoint-2" / "policy" / "p2bot_transmitter.json"
+    os.utime(policy_file)  # the policy changed after it was evaluated: both evaluations run again
+    assert main(["recipe", "--config", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("complete, skipped") == 3 and printed.count("complete but stale") == 2
+    assert f"eval: complete but stale ({out / 'rl' / 'checkpoint-2' / 'policy'} changed after it ran)" in printed
+    assert json.loads((out / "gold" / "eval_results.json").read_text())["model"] == last
 
 
 def test_recipe_refuses_to_move_the_split_or_wiring(tmp_path, capsys):
@@ -248,3 +257,32 @@ def test_rl_resumes_from_its_last_checkpoint_unless_forced(tmp_path):
     (tmp_path / "rl" / "checkpoint-3" / "policy").mkdir(parents=True)
     assert stage_configs(recipe, tmp_path)["rl"]["resume_from_checkpoint"] == "latest"
     assert stage_configs(recipe, tmp_path, force=True)["rl"]["resume_from_checkpoint"] is None
+
+
+def test_an_evaluation_is_stale_when_its_options_or_inputs_changed(tmp_path):
+    import os
+
+    from launch.commands.recipe import stale
+
+    policy, sft = tmp_path / "rl" / "policy", tmp_path / "sft" / "model"
+    for folder in (policy, sft):
+        folder.mkdir(parents=True)
+        (folder / "p2bot_transmitter.json").write_text("{}")
+    (tmp_path / "eval").mkdir()
+    transcripts = tmp_path / "eval" / "selfplay_dialogues.jsonl"
+    transcripts.write_text("")
+    config = {"model": str(policy), "compare": str(sft), "compare_transcripts": str(transcripts),
+              "output_dir": str(tmp_path / "eval" / "seed-1")}
+    (tmp_path / "eval-seed1.yaml").write_text(yaml.safe_dump(config))
+    marker = tmp_path / "eval" / "seed-1" / "selfplay_results.json"
+    marker.parent.mkdir()
+    marker.write_text("{}")
+    old = marker.stat().st_mtime - 10
+    for f in (policy / "p2bot_transmitter.json", sft / "p2bot_transmitter.json", transcripts):
+        os.utime(f, (old, old))
+    assert stale("eval-seed1", tmp_path, config) is None
+    assert "options differ" in stale("eval-seed1", tmp_path, {**config, "pairs": 7})
+    os.utime(transcripts)  # SFT's dialogues were played again
+    os.utime(marker, (old + 5, old + 5))
+    assert stale("eval-seed1", tmp_path, config) == f"{transcripts} changed after it ran"
+    assert stale("rl-seed1", tmp_path, {}) is None  # training stages resume instead
