@@ -269,6 +269,13 @@ def _recipe_results(r: dict, view: str | None) -> str:
     of ``rl.evaluation.targets``; view ``trends``: the raw reward components, early and late, per RL run."""
     from rl.evaluation.targets import check_gold_targets, check_targets
 
+    if view == "gold":  # the first policy's (the average's) held-out-turn comparison in full
+        from models.scoring.gold_compare import gold_comparison_table
+
+        name, p = next((n, p) for n, p in r["policies"].items() if p.get("gold"))
+        return (f"*{name} against SFT on the held-out dialogues' own turns (greedy F1, Hits@1 among 20 candidates, "
+                "gold-response perplexity); paired bootstrap over dialogues*\n\n"
+                + gold_comparison_table(name, "SFT", p["gold"]))
     if view == "trends":
         t = r["reward_trends"]
         names = sorted({n for per_run in t["means"].values() for n in per_run})
@@ -289,17 +296,21 @@ def _recipe_results(r: dict, view: str | None) -> str:
         diff = lambda c, key: "-" if key not in c else (  # noqa: E731
             f"{c[key]['diff']:+.4f} ({c[key]['low']:+.4f} .. {c[key]['high']:+.4f})")
         vs = lambda c, key: "-" if key not in c else f"{c[key]['a']:.3f} vs {c[key]['b']:.3f}"  # noqa: E731
-        rows.append([name, cell(sp, "perceive_hits1"), cell(sp, "lexical_hits1"), cell(sp, "judge_ppl"),
+        rows.append([name, cell(sp, "perceive_hits1"), cell(sp, "lexical_hits1"), cell(sp, "lm_persona_hits1"),
+                     cell(sp, "judge_ppl"),
                      vs(sp, "copy_rate"), vs(sp, "echo_rate"), met(check_targets(sp)), diff(gold, "f1"),
                      cell(gold, "ppl"), vs(gold, "hits1_nup"), met(check_gold_targets(gold)),
                      "-" if p.get("kl_last") is None else f"{p['kl_last']:.2f}",
                      "-" if p.get("s_per_iteration") is None else f"{p['s_per_iteration']:.1f}"])
     return ("*Each policy against its SFT start. Self-play: held-out persona pairs, paired bootstrap over pairs, "
-            "relative change (95% CI); the four targets are judge Hits@1 ≥ +20% with CI > 0, judge PPL < +10%, copy "
+            "relative change (95% CI); persona Hits@1 by three judges RL never optimised: the untrained MiniLM encoder "
+            "(judge), TF-IDF word overlap, and the untuned LM's persona likelihood (- where not run); the four targets "
+            "are judge Hits@1 ≥ +20% with CI > 0, judge PPL < +10%, copy "
             "and echo ≤ SFT. Gold turns: held-out dialogues' own turns, paired bootstrap over dialogues; the three "
             "targets are F1 ≥ SFT − 0.01, gold PPL ≤ +5%, NUP Hits@1 ≥ SFT. KL: the run's last logged KL to the "
             "reference (nats per turn)*\n\n"
-            + markdown(["policy", "judge Hits@1", "TF-IDF Hits@1", "judge PPL", "copy", "echo", "four targets",
+            + markdown(["policy", "judge Hits@1", "TF-IDF Hits@1", "LM-judge Hits@1", "judge PPL", "copy", "echo",
+                        "four targets",
                         "gold F1 diff", "gold PPL", "NUP Hits@1", "gold targets", "KL", "s/iteration"], rows))
 
 
