@@ -288,6 +288,10 @@ def _recipe_results(r: dict, view: str | None) -> str:
         known = [t for t in targets if t.met is not None]
         return f"{sum(bool(t.met) for t in known)} of {len(targets)}" if known else "-"
 
+    if view == "headline":  # one line per policy: how many targets it meets
+        return "\n".join(f"- {name}: {met(check_targets(p.get('selfplay') or {}))} self-play targets, "
+                         f"{met(check_gold_targets(p.get('gold') or {}))} gold-turn targets"
+                         for name, p in r["policies"].items())
     rows = []
     for name, p in r["policies"].items():
         sp, gold = p.get("selfplay") or {}, p.get("gold") or {}

@@ -246,6 +246,7 @@ def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_pa
     assert "| seed1 | " in table and "four targets" in table and " of 4 | " in table and " of 3 | " in table
     assert "persona" in RENDERERS[record["kind"]](record["result"], "trends")
     assert "perplexity of the gold response" in RENDERERS[record["kind"]](record["result"], "gold")
+    assert "- seed2: " in RENDERERS[record["kind"]](record["result"], "headline")
     # two RL runs at a time (--max_parallel 2), then the third (alone: the group has nothing else pending)
     assert {"sft+receiver", "rl-seed0+rl-seed1", "rl-seed2"} <= set(saved["wall_seconds"])
     assert main(argv) == 0  # everything complete: nothing reruns
