@@ -107,8 +107,8 @@ def talk(agent: Agent, persona_b: list[str]) -> list[str]:
     history: list[str] = []
     print("You are speaker A. Type a line and press Enter; /quit, quit or Ctrl-D ends the chat.", flush=True)
     while True:
-        print("you> ", end="", flush=True)  # on stdout: input() would put the prompt on stderr under a tty
-        try:
+        try:  # the prompt inside: a Ctrl-C that comes as soon as it shows is still "at the prompt"
+            print("you> ", end="", flush=True)  # on stdout: input() would put the prompt on stderr under a tty
             raw = sys.stdin.readline()
         except KeyboardInterrupt:  # Ctrl-C at the prompt ends the chat like Ctrl-D
             raw = ""
