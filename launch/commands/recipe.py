@@ -365,51 +365,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _comparisons(recipe: dict, out: Path, mapping: str, results: str) -> dict[str, dict]:
-    """``{"average" or "policy", "seed<S>": comparison against SFT}`` of the evaluation stages of ``mapping`` that
-    finished."""
+def _evaluations(recipe: dict, out: Path, mapping: str, results: str) -> dict[str, Path]:
+    """``{"average" (or "policy"), "seed<S>": results file}`` of the evaluation stages of ``mapping``."""
     stages = [s for s in stage_names(recipe) if mapping_of(s) == mapping]
     named = [("average" if rl_seeds(recipe) else "policy", stages[0])] + [(s.split("-")[1], s) for s in stages[1:]]
-    return {name: json.loads((eval_dir(out, st) / results).read_text())["comparison"]
-            for name, st in named if (eval_dir(out, st) / results).is_file()}
+    return {name: eval_dir(out, st) / results for name, st in named}
 
 
 def write_report(recipe: dict, out: Path, title: str, timings: dict, wall: dict,
                  argv: list[str] | None = None) -> Path | None:
-    """``report.md`` once the self-play evaluation has run: stage times, the evaluation, each seed and the average on
-    the four targets, the held-out gold turns, the reward components per RL run. Also ``recipe_results.json``: per
-    policy its comparisons with SFT (self-play and gold turns), KL and seconds per iteration, and the reward trends."""
-    table = out / "eval" / "selfplay_table.md"
-    if not table.is_file():
-        return None
-    from launch.report import read_metrics, reward_trends, run_costs, trend_means
-    from models.scoring.gold_compare import gold_comparison_table
-    from rl.evaluation.targets import check_gold_targets, targets_table
+    """The recipe's ``report.md`` and ``recipe_results.json`` (``launch.recipe_report``) from its stages' outputs."""
+    from launch.recipe_report import write_report as write
 
-    report = (f"# {title}\n\nStage times (s): {timings}; wall clock (s): {wall} (total {sum(wall.values()) / 60:.1f} "
-              f"min)\n\n## Evaluation (p2bot eval --selfplay)\n\n" + table.read_text())
-    selfplay = _comparisons(recipe, out, "eval", "selfplay_results.json")
-    if rl_seeds(recipe):
-        report += "\n## Each RL seed and the average against SFT (the four targets)\n\n" + targets_table(selfplay) + "\n"
-    gold = _comparisons(recipe, out, "gold", "eval_results.json")
-    if gold:
-        first = next(iter(gold))
-        report += (f"\n## Held-out turns: F1, Hits@1, gold PPL (p2bot eval, {first} vs SFT)\n\n"
-                   + gold_comparison_table(first, "SFT", gold[first]) + "\n\n"
-                   + targets_table(gold, check=check_gold_targets) + "\n")
-    runs = {stage.replace("rl-", ""): read_metrics(rl_dir(out, stage) / "metrics.jsonl")
-            for stage in stage_names(recipe) if command_of(stage) == "rl"
-            and (rl_dir(out, stage) / "metrics.jsonl").is_file()}
-    start = int((recipe.get("rl") or {}).get("curriculum_steps", 0))
-    trends = reward_trends(runs, out / "report", start=start)
-    if trends:
-        report += "\n## Reward components per RL run\n\n" + trends
-    (out / "report.md").write_text(report)
-    policies = {name: {"selfplay": selfplay.get(name), "gold": gold.get(name),
-                       **run_costs(runs.get("rl" if name == "policy" else name, []))}
-                for name in dict.fromkeys([*selfplay, *gold])}
-    write_text_atomic(out / "recipe_results.json", json.dumps({
-        "config": title, "policies": policies, "reward_trends": {"start": start, "window": 5,
-                                                                 "means": trend_means(runs, start)},
-        "provenance": run_provenance("p2bot recipe", argv, recipe)}, indent=2, allow_nan=True) + "\n")
-    return out / "report.md"
+    runs = {stage.replace("rl-", ""): rl_dir(out, stage) / "metrics.jsonl"
+            for stage in stage_names(recipe) if command_of(stage) == "rl"}
+    return write(out, title, timings, wall, selfplay=_evaluations(recipe, out, "eval", "selfplay_results.json"),
+                 gold=_evaluations(recipe, out, "gold", "eval_results.json"), runs=runs,
+                 per_seed=bool(rl_seeds(recipe)), start=int((recipe.get("rl") or {}).get("curriculum_steps", 0)),
+                 provenance=run_provenance("p2bot recipe", argv, recipe))
