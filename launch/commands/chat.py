@@ -9,7 +9,9 @@ before its end of turn ends at its last whole word, marked `` …``.
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import sys
 from dataclasses import dataclass, field
 
@@ -102,14 +104,40 @@ def watch(agent: Agent, persona_a: list[str], persona_b: list[str], exchanges: i
     return history
 
 
+class LineReader:
+    """Lines from a file descriptor (standard input by default), waiting in short ``select`` slices so that a Ctrl-C
+    always reaches the waiting main thread: a SIGINT that the kernel hands to one of torch's threads does not
+    interrupt a read blocked in the main one, and that read would wait for the next key press."""
+
+    def __init__(self, fd: int | None = None):
+        self.fd = sys.stdin.fileno() if fd is None else fd
+        self.pending = b""
+
+    def readline(self) -> str:
+        """The next line with its newline; ``""`` at end of input (Ctrl-D)."""
+        while b"\n" not in self.pending:
+            while not select.select([self.fd], [], [], 0.2)[0]:
+                pass
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                break
+            self.pending += chunk
+        line, newline, self.pending = self.pending.partition(b"\n")
+        return (line + newline).decode(errors="replace")
+
+
 def talk(agent: Agent, persona_b: list[str]) -> list[str]:
     """You speak as A, the agent as B, until ``/quit`` (or ``QUIT``), Ctrl-D or Ctrl-C at the prompt."""
     history: list[str] = []
+    try:
+        lines = LineReader()
+    except (AttributeError, OSError, ValueError):  # a standard input without a file descriptor (tests, notebooks)
+        lines = sys.stdin
     print("You are speaker A. Type a line and press Enter; /quit, quit or Ctrl-D ends the chat.", flush=True)
     while True:
         try:  # the prompt inside: a Ctrl-C that comes as soon as it shows is still "at the prompt"
             print("you> ", end="", flush=True)  # on stdout: input() would put the prompt on stderr under a tty
-            raw = sys.stdin.readline()
+            raw = lines.readline()
         except KeyboardInterrupt:  # Ctrl-C at the prompt ends the chat like Ctrl-D
             raw = ""
         if not raw:  # Ctrl-D: end of input; the shell's prompt goes on a line of its own

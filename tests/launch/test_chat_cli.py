@@ -68,6 +68,17 @@ def test_ctrl_c_during_a_reply_is_one_line_and_exit_130(tiny_policy, monkeypatch
     assert err.strip().splitlines()[-1] == "p2bot chat: interrupted" and "Traceback" not in err
 
 
+def test_line_reader_splits_what_arrives_together_and_ends_at_eof():
+    from launch.commands.chat import LineReader
+
+    read, write = os.pipe()
+    os.write(write, b"hi\nhow are you\n/qu")
+    os.close(write)
+    lines = LineReader(read)
+    assert [lines.readline() for _ in range(4)] == ["hi\n", "how are you\n", "/qu", ""]
+    os.close(read)
+
+
 # --- a person at a terminal ---
 
 
