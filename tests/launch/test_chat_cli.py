@@ -5,6 +5,7 @@ import io
 import os
 import pty
 import select
+import signal
 import sys
 import time
 from pathlib import Path
@@ -92,6 +93,9 @@ class Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: only exec (never back into pytest)
             try:
+                # as a shell gives a job in the foreground: a test run started in the background (``cmd &``) has
+                # SIGINT ignored, and the child would inherit that
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.chdir(REPO)
                 os.execve(sys.executable, argv, env)
             finally:
