@@ -68,15 +68,19 @@ def load_recipe(path: str | os.PathLike) -> dict:
                               "options")
     if int(recipe.get("heldout_dialogues", 0)) < 1:
         raise RecipeError(f"{path}: field 'heldout_dialogues': hold out at least one dialogue for the evaluation")
-    seeds = recipe.get("rl_seeds")
-    if seeds is not None:
-        if (not isinstance(seeds, list) or len(seeds) < 2 or not all(isinstance(x, int) for x in seeds)
-                or len(set(seeds)) != len(seeds)):
-            raise RecipeError(f"{path}: field 'rl_seeds': expected a list of two or more distinct integer seeds, "
-                              f"got {seeds!r}")
-        if "seed" in (recipe.get("rl") or {}):
-            raise RecipeError(f"{path}: field 'rl': 'seed' is set by 'rl_seeds'")
+    if recipe.get("rl_seeds") is not None:
+        check_rl_seeds(recipe, f"{path}: field 'rl_seeds'")
     return recipe
+
+
+def check_rl_seeds(recipe: dict, where: str) -> None:
+    """``rl_seeds``: two or more distinct integers, and no ``seed`` of its own in the ``rl`` mapping."""
+    seeds = recipe["rl_seeds"]
+    if (not isinstance(seeds, list) or len(seeds) < 2 or not all(isinstance(x, int) for x in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise RecipeError(f"{where}: expected a list of two or more distinct integer seeds, got {seeds!r}")
+    if "seed" in (recipe.get("rl") or {}):
+        raise RecipeError(f"{where}: field 'rl': 'seed' is set by 'rl_seeds'")
 
 
 def rl_seeds(recipe: dict) -> list[int] | None:
@@ -286,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="the recipe YAML (e.g. launch/configs/experiments/p2_spc.yaml)")
     parser.add_argument("--output_dir", help="overrides the recipe's output_dir")
     parser.add_argument("--data", help="overrides the recipe's data (the dialogue file every stage reads)")
+    parser.add_argument("--rl_seeds", type=int, nargs="+", metavar="SEED",
+                        help="overrides the recipe's rl_seeds, e.g. to add seeds to a finished run: its complete "
+                             "stages are skipped")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="comma-separated subset of sft,receiver,rl,average,eval,gold (rl: every RL seed)")
     parser.add_argument("--force", action="store_true", help="rerun every stage from the start, even where its output is complete (RL from step 0)")
@@ -307,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(args.config)
         if args.data:
             recipe["data"] = args.data
+        if args.rl_seeds:
+            recipe["rl_seeds"] = args.rl_seeds
+            check_rl_seeds(recipe, "--rl_seeds")
         asked = [s.strip() for s in args.stages.split(",") if s.strip()]
         if set(asked) - set(STAGES):
             raise RecipeError(f"--stages: unknown stages {sorted(set(asked) - set(STAGES))}")

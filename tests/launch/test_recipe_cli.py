@@ -251,6 +251,18 @@ def test_recipe_averages_the_rl_seeds_run_side_by_side(tiny_receiver_dir, tmp_pa
     assert {"sft+receiver", "rl-seed0+rl-seed1", "rl-seed2"} <= set(saved["wall_seconds"])
     assert main(argv) == 0  # everything complete: nothing reruns
     assert capsys.readouterr().out.count("complete, skipped") == 14
+    # a fourth seed added to the finished run: only its stages run, the average of seeds 0-2 is kept
+    averaged = (out / "average" / "model" / "p2bot_transmitter.json").stat().st_mtime_ns
+    assert main(argv + ["--rl_seeds", "0", "1", "2", "3", "--stages", "rl,eval,gold"]) == 0
+    printed = capsys.readouterr().out
+    ran = [line.removeprefix("=== [recipe] ").split(":")[0] for line in printed.splitlines() if ": p2bot " in line]
+    assert sorted(ran) == ["eval-seed3", "gold-seed3", "rl-seed3"]
+    assert yaml.safe_load((out / "rl-seed3.yaml").read_text())["seed"] == 3
+    assert (out / "average" / "model" / "p2bot_transmitter.json").stat().st_mtime_ns == averaged
+    assert list(json.loads((out / "recipe_results.json").read_text())["policies"]) == [
+        "average", "seed0", "seed1", "seed2", "seed3"]
+    assert main(argv + ["--rl_seeds", "3"]) == 1
+    assert "--rl_seeds: expected a list of two or more distinct integer seeds" in capsys.readouterr().err
 
 
 def test_rl_resumes_from_its_last_checkpoint_unless_forced(tmp_path):
